@@ -1,0 +1,269 @@
+//! The HTTP edge of Ronghe: axum routes by resource, authentication and roles, problem+json
+//! errors, idempotency keys, rate limits, metrics, logs and the OpenAPI document. Handlers
+//! validate at the door, call one store command, and shape the answer; no SQL lives here.
+
+pub mod clock;
+pub mod extract;
+pub mod metrics;
+pub mod middleware;
+pub mod openapi;
+pub mod problem;
+pub mod ratelimit;
+pub mod routes;
+pub mod view;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use clock::Clock;
+use extract::Caller;
+use problem::ApiError;
+use ratelimit::{Limit, RateLimiter};
+use ronghe_domain::auth::{Principal, Role};
+use ronghe_domain::{Code, Millis};
+use ronghe_store::db::Tx;
+use ronghe_store::{Store, audit, keys};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Settings of the HTTP layer (the CLI fills them from flags and environment).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub max_body_bytes: usize,
+    pub rate_limit: Limit,
+    pub lookup_rate_limit: Limit,
+    /// Roles that see personal data unmasked.
+    pub unmasked_roles: Vec<Role>,
+    pub idempotency_retention_days: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_body_bytes: 1 << 20,
+            rate_limit: Limit {
+                per_second: 2000.0,
+                burst: 4000.0,
+            },
+            lookup_rate_limit: Limit {
+                per_second: 10.0,
+                burst: 100.0,
+            },
+            unmasked_roles: Role::ALL
+                .iter()
+                .copied()
+                .filter(|r| r.unmasked_by_default())
+                .collect(),
+            idempotency_retention_days: 35,
+        }
+    }
+}
+
+pub struct Shared {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub config: Config,
+    pub metrics: metrics::Metrics,
+    pub limiter: RateLimiter,
+    key_cache: Mutex<HashMap<String, (Option<Principal>, Instant)>>,
+}
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// How long a key's role is remembered before the store is asked again.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+
+impl AppState {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, config: Config) -> Self {
+        let limiter = RateLimiter::new(config.rate_limit, config.lookup_rate_limit);
+        AppState(Arc::new(Shared {
+            store,
+            clock,
+            config,
+            metrics: metrics::Metrics::default(),
+            limiter,
+            key_cache: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
+    /// The principal of a presented key, remembered briefly so that a busy till does not
+    /// cost a query per request.
+    pub async fn principal(&self, secret: &str) -> Result<Option<Principal>, ApiError> {
+        let hash = keys::hash(secret);
+        if let Some((p, at)) = self
+            .key_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+        {
+            if at.elapsed() < KEY_CACHE_TTL {
+                return Ok(p.clone());
+            }
+        }
+        let s = secret.to_string();
+        let p = self.store.read(move |tx, _| keys::find(tx, &s)).await?;
+        let mut cache = self.key_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(hash, (p.clone(), Instant::now()));
+        Ok(p)
+    }
+
+    /// Whether personal data is masked for this caller.
+    pub fn masked(&self, caller: &Caller) -> bool {
+        !self.config.unmasked_roles.contains(&caller.0.role)
+    }
+
+    /// Record a read of unmasked personal data in the audit log.
+    pub async fn audit_unmasked(
+        &self,
+        caller: &Caller,
+        view: &view::MemberView,
+        action: &'static str,
+    ) -> Result<(), ApiError> {
+        if !view.reveals_personal_data() {
+            return Ok(());
+        }
+        let now = self.now();
+        let (p, target) = (caller.0.clone(), view.id.clone());
+        self.store
+            .write(move |tx, _| {
+                audit::append(
+                    tx,
+                    now,
+                    &p.key_id,
+                    p.role.as_str(),
+                    action,
+                    Some(&target),
+                    &serde_json::json!({"unmasked": true}),
+                )
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// Record an admin's action in the audit log, in the command's own transaction.
+pub fn audit_admin(
+    tx: &mut dyn Tx,
+    p: &Principal,
+    now: Millis,
+    action: &str,
+    target: Option<&str>,
+) -> ronghe_store::Result<()> {
+    if p.role == Role::Admin {
+        audit::append(
+            tx,
+            now,
+            &p.key_id,
+            p.role.as_str(),
+            action,
+            target,
+            &serde_json::json!({}),
+        )?;
+    }
+    Ok(())
+}
+
+pub fn router(state: AppState) -> Router {
+    use routes::{admin, members, system};
+    let v1 = Router::new()
+        .route("/v1/members", post(members::register))
+        .route(
+            "/v1/members/lookup",
+            post(members::lookup).get(members::lookup_get),
+        )
+        .route("/v1/members/merge", post(members::merge))
+        .route(
+            "/v1/members/{id}",
+            get(members::get)
+                .patch(members::update)
+                .delete(members::erase),
+        )
+        .route(
+            "/v1/members/{id}/consents",
+            get(members::consents).put(members::change_consents),
+        )
+        .route("/v1/members/{id}/export", get(members::export))
+        .route("/v1/members/{id}/qr", post(members::qr_code))
+        .route("/v1/attributes", get(admin::list_attributes))
+        .route("/v1/attributes/{name}", put(admin::define_attribute))
+        .route("/v1/keys", post(admin::create_key))
+        .route("/v1/audit", get(admin::list_audit))
+        // Layers run bottom-up: authenticate first, then idempotency.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::idempotency,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authenticate,
+        ));
+    Router::new()
+        .route("/healthz", get(system::healthz))
+        .route("/metrics", get(system::metrics))
+        .route("/openapi.json", get(system::openapi))
+        .merge(v1)
+        .fallback(|| async { ApiError::new(Code::RouteNotFound, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                Code::MethodNotAllowed,
+                "this route does not take that method",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::observe,
+        ))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state)
+}
+
+/// Serve until `shutdown` resolves, then finish the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    spawn_housekeeping(state.clone());
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Hourly: forget idempotency keys past their retention.
+fn spawn_housekeeping(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let cutoff = state.now() - state.config.idempotency_retention_days * 86_400_000;
+            let r = state
+                .store
+                .write(move |tx, _| ronghe_store::idempotency::purge(tx, cutoff))
+                .await;
+            match r {
+                Ok(n) if n > 0 => {
+                    tracing::info!(purged = n, "idempotency keys past retention removed")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
+            }
+        }
+    });
+}

@@ -1,0 +1,42 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use crate::routes::{admin, members, system};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Ronghe", description = "One member, points, coupons, behaviour and stock across every channel.", license(name = "MIT OR Apache-2.0")),
+    paths(
+        system::healthz, system::metrics, system::openapi,
+        members::register, members::get, members::lookup, members::lookup_get, members::merge, members::update,
+        members::consents, members::change_consents, members::erase, members::export, members::qr_code,
+        admin::create_key, admin::list_audit, admin::define_attribute, admin::list_attributes,
+    ),
+    components(schemas(crate::problem::Problem)),
+    modifiers(&ApiKey),
+    tags((name = "members", description = "One ID: members and their identities"), (name = "consent", description = "Consent per purpose and channel"),
+        (name = "admin", description = "Keys and audit"), (name = "system", description = "Operations")),
+)]
+struct ApiDoc;
+
+struct ApiKey;
+
+impl Modify for ApiKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key: `Authorization: Bearer rh_…`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
