@@ -43,15 +43,23 @@ impl From<rusqlite::Error> for DbError {
 impl From<postgres::Error> for DbError {
     fn from(e: postgres::Error) -> Self {
         use postgres::error::SqlState;
+        // postgres::Error displays as "db error": spell out the server's message and code.
+        let text = match e.as_db_error() {
+            Some(db) => format!("{} ({})", db.message(), db.code().code()),
+            None => match std::error::Error::source(&e) {
+                Some(s) => format!("{e}: {s}"),
+                None => e.to_string(),
+            },
+        };
         match e.code() {
-            Some(c) if *c == SqlState::UNIQUE_VIOLATION => DbError::UniqueViolation(e.to_string()),
+            Some(c) if *c == SqlState::UNIQUE_VIOLATION => DbError::UniqueViolation(text),
             Some(c)
                 if *c == SqlState::T_R_SERIALIZATION_FAILURE
                     || *c == SqlState::T_R_DEADLOCK_DETECTED =>
             {
-                DbError::Retry(e.to_string())
+                DbError::Retry(text)
             }
-            _ => DbError::Other(e.to_string()),
+            _ => DbError::Other(text),
         }
     }
 }
@@ -247,7 +255,11 @@ impl Tx for SqliteTx<'_> {
 
 // ---------- PostgreSQL ----------
 
-pub(crate) struct PgTx<'a, 'b>(pub &'a mut postgres::Transaction<'b>);
+/// A PostgreSQL transaction; `writable` is false for read-only ones, which take no row locks.
+pub(crate) struct PgTx<'a, 'b> {
+    pub tx: &'a mut postgres::Transaction<'b>,
+    pub writable: bool,
+}
 
 impl ToSql for Value {
     fn to_sql(
@@ -322,15 +334,19 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        Ok(self.0.execute(sql, &pg_params(params))?)
+        Ok(self.tx.execute(sql, &pg_params(params))?)
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
-        self.0
+        self.tx
             .query(sql, &pg_params(params))?
             .iter()
             .map(pg_row)
             .collect()
+    }
+
+    fn for_update(&self) -> &'static str {
+        if self.writable { " FOR UPDATE" } else { "" }
     }
 }
 
@@ -339,7 +355,7 @@ impl Tx for PgTx<'_, '_> {
 type Connect<C> = Box<dyn Fn() -> Result<C, DbError> + Send + Sync>;
 
 /// A small blocking pool: connections are made on demand up to `max` and reused.
-pub(crate) struct Pool<C> {
+pub(crate) struct Pool<C: Send + 'static> {
     idle: Mutex<(Vec<C>, usize)>,
     freed: Condvar,
     max: usize,
@@ -347,24 +363,24 @@ pub(crate) struct Pool<C> {
     healthy: fn(&C) -> bool,
 }
 
-pub(crate) struct Pooled<'a, C> {
+pub(crate) struct Pooled<'a, C: Send + 'static> {
     pool: &'a Pool<C>,
     conn: Option<C>,
 }
 
-impl<C> std::ops::Deref for Pooled<'_, C> {
+impl<C: Send + 'static> std::ops::Deref for Pooled<'_, C> {
     type Target = C;
     fn deref(&self) -> &C {
         self.conn.as_ref().expect("present until drop")
     }
 }
-impl<C> std::ops::DerefMut for Pooled<'_, C> {
+impl<C: Send + 'static> std::ops::DerefMut for Pooled<'_, C> {
     fn deref_mut(&mut self) -> &mut C {
         self.conn.as_mut().expect("present until drop")
     }
 }
 
-impl<C> Drop for Pooled<'_, C> {
+impl<C: Send + 'static> Drop for Pooled<'_, C> {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
             let mut g = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -378,7 +394,20 @@ impl<C> Drop for Pooled<'_, C> {
     }
 }
 
-impl<C> Pool<C> {
+impl<C: Send + 'static> Drop for Pool<C> {
+    fn drop(&mut self) {
+        // A PostgreSQL client closes itself by blocking on its own runtime, which panics on an
+        // async worker thread: let a plain thread drop the idle connections.
+        let idle = std::mem::take(&mut self.idle.get_mut().unwrap_or_else(|e| e.into_inner()).0);
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("ronghe-pool-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
+}
+
+impl<C: Send + 'static> Pool<C> {
     pub fn new(max: usize, connect: Connect<C>, healthy: fn(&C) -> bool) -> Self {
         Pool {
             idle: Mutex::new((Vec::new(), 0)),

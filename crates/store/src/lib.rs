@@ -197,7 +197,13 @@ impl Store {
             let mut c = pool.get()?;
             migrate::postgres(&mut c)?;
             let mut t = c.transaction().map_err(DbError::from)?;
-            check_fingerprint(&mut db::PgTx(&mut t), &keyring)?;
+            check_fingerprint(
+                &mut db::PgTx {
+                    tx: &mut t,
+                    writable: true,
+                },
+                &keyring,
+            )?;
             t.commit().map_err(DbError::from)?;
         }
         Ok(Store {
@@ -276,7 +282,13 @@ impl Store {
         loop {
             attempt += 1;
             let mut t = client.transaction().map_err(DbError::from)?;
-            let result = f(&mut db::PgTx(&mut t), &self.inner.keyring);
+            let result = f(
+                &mut db::PgTx {
+                    tx: &mut t,
+                    writable: true,
+                },
+                &self.inner.keyring,
+            );
             match result {
                 Ok(r) => match t.commit() {
                     Ok(()) => return Ok(r),
@@ -326,7 +338,13 @@ impl Store {
                     .read_only(true)
                     .start()
                     .map_err(DbError::from)?;
-                let r = f(&mut db::PgTx(&mut t), &self.inner.keyring);
+                let r = f(
+                    &mut db::PgTx {
+                        tx: &mut t,
+                        writable: false,
+                    },
+                    &self.inner.keyring,
+                );
                 t.commit().map_err(DbError::from)?;
                 r
             }

@@ -43,7 +43,7 @@ pub async fn healthz(State(state): State<AppState>) -> axum::response::Response 
 ///
 /// Request counts and latency histograms by method, route template and status.
 #[utoipa::path(get, path = "/metrics", tag = "system",
-    responses((status = 200, content_type = "application/openmetrics-text", body = String), (status = 404, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, content_type = "application/openmetrics-text", body = String)),
     security(()))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
@@ -57,7 +57,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 
 /// This OpenAPI 3.1 document
 #[utoipa::path(get, path = "/openapi.json", tag = "system",
-    responses((status = 200, content_type = "application/json", body = Object), (status = 404, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, content_type = "application/json", body = Object)),
     security(()))]
 pub async fn openapi() -> impl IntoResponse {
     axum::Json(crate::openapi::document())

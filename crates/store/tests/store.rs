@@ -1,0 +1,234 @@
+//! Store tests on SQLite and, when `RONGHE_TEST_DATABASE_URL` is set, on PostgreSQL:
+//! random sequences of registrations and merges checked against a simple model (no identity
+//! is ever lost, duplicated or owned by two members), and the master-key fingerprint guard.
+
+use proptest::prelude::*;
+use ronghe_domain::identity::{Identity, IdentityKind};
+use ronghe_store::members::{self, OnConflict, Registration};
+use ronghe_store::{Error, Location, Store, StoreOptions};
+use std::collections::{BTreeMap, BTreeSet};
+
+const KEY_A: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const KEY_B: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(48)
+}
+
+fn pool_identity(i: usize) -> Identity {
+    match i % 3 {
+        0 => Identity::parse(IdentityKind::Phone, &format!("1391000{:04}", i), None).unwrap(),
+        1 => Identity::parse(IdentityKind::MemberCard, &format!("VIP{i}"), None).unwrap(),
+        _ => Identity::parse(IdentityKind::WechatOpenid, &format!("o{i}"), Some("wx1")).unwrap(),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Register { ids: Vec<usize>, merge: bool },
+    Merge { a: usize, b: usize },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (proptest::collection::vec(0usize..12, 1..4), any::<bool>()).prop_map(|(ids, merge)| Op::Register { ids, merge }),
+        1 => (0usize..12, 0usize..12).prop_map(|(a, b)| Op::Merge { a, b }),
+    ]
+}
+
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+fn open(backend: &Backend, key: &str, schema: Option<&str>) -> Result<Store, Error> {
+    let mut opts = match backend {
+        Backend::Sqlite(dir) => StoreOptions::new(Location::Sqlite(dir.path().to_path_buf())),
+        Backend::Postgres(url) => StoreOptions::new(Location::Postgres(url.clone())),
+    };
+    opts.master_key = Some(key.into());
+    opts.pg_schema = schema.map(str::to_string);
+    opts.pool_size = 2;
+    Store::open(&opts)
+}
+
+fn backends() -> Vec<Backend> {
+    let mut v = vec![Backend::Sqlite(tempfile::tempdir().unwrap())];
+    if let Ok(url) = std::env::var("RONGHE_TEST_DATABASE_URL") {
+        if !url.is_empty() {
+            v.push(Backend::Postgres(url));
+        }
+    }
+    v
+}
+
+fn fresh_schema() -> String {
+    format!("p_{}", members::new_member_id().trim_start_matches("m_"))
+}
+
+/// Model: identity → group number; identities in one group belong to one member.
+fn run(ops: &[Op]) -> Result<(), TestCaseError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for backend in backends() {
+        let schema = fresh_schema();
+        let store = open(&backend, KEY_A, Some(&schema)).unwrap();
+        let mut group: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut next_group = 0;
+        let mut now = 1_000;
+        for op in ops {
+            now += 1;
+            match op.clone() {
+                Op::Register { ids, merge } => {
+                    let reg = Registration {
+                        identities: ids.iter().map(|i| (pool_identity(*i), true)).collect(),
+                        on_conflict: if merge {
+                            OnConflict::Merge
+                        } else {
+                            OnConflict::Reject
+                        },
+                        ..Default::default()
+                    };
+                    let groups: BTreeSet<usize> =
+                        ids.iter().filter_map(|i| group.get(i).copied()).collect();
+                    let r = rt.block_on(
+                        store.write(move |tx, kr| members::register(tx, kr, &reg, "test", now)),
+                    );
+                    if groups.len() > 1 && !merge {
+                        prop_assert!(
+                            matches!(r, Err(Error::Domain(ref e)) if e.code == ronghe_domain::Code::IdentityConflict),
+                            "{r:?}"
+                        );
+                        continue;
+                    }
+                    r.unwrap();
+                    let target = groups.iter().next().copied().unwrap_or_else(|| {
+                        next_group += 1;
+                        next_group
+                    });
+                    for g in group.values_mut() {
+                        if groups.contains(g) {
+                            *g = target;
+                        }
+                    }
+                    for i in ids {
+                        group.insert(i, target);
+                    }
+                }
+                Op::Merge { a, b } => {
+                    let (Some(ga), Some(gb)) = (group.get(&a).copied(), group.get(&b).copied())
+                    else {
+                        continue;
+                    };
+                    let (ia, ib) = (pool_identity(a), pool_identity(b));
+                    let r = rt.block_on(store.write(move |tx, kr| {
+                        let into = members::owner(tx, kr, &ia)?.unwrap();
+                        let from = members::owner(tx, kr, &ib)?.unwrap();
+                        members::merge_members(tx, kr, &into, &from, "test", now)
+                    }));
+                    if ga == gb {
+                        prop_assert!(r.is_err(), "merging a member with itself is refused");
+                        continue;
+                    }
+                    r.unwrap();
+                    for g in group.values_mut() {
+                        if *g == gb {
+                            *g = ga;
+                        }
+                    }
+                }
+            }
+            // Invariants: every registered identity resolves to exactly one active member,
+            // identities share a member exactly when the model says so, and none is stored twice.
+            let known: Vec<(usize, usize)> = group.iter().map(|(i, g)| (*i, *g)).collect();
+            let owners = store
+                .read_blocking(|tx, kr| {
+                    let mut out = Vec::new();
+                    for (i, _) in &known {
+                        let m = members::owner(tx, kr, &pool_identity(*i))?;
+                        let m = m.map(|m| members::resolve(tx, &m)).transpose()?;
+                        out.push(m);
+                    }
+                    let rows = tx
+                        .query_one("SELECT count(*) FROM identities", &[])?
+                        .unwrap()
+                        .i64(0)?;
+                    Ok((out, rows))
+                })
+                .unwrap();
+            prop_assert_eq!(
+                owners.1 as usize,
+                known.len(),
+                "no identity duplicated or lost"
+            );
+            for (x, (ix, gx)) in known.iter().enumerate() {
+                prop_assert!(owners.0[x].is_some(), "identity {ix} lost");
+                for (y, (_, gy)) in known.iter().enumerate() {
+                    prop_assert_eq!(owners.0[x] == owners.0[y], gx == gy);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #[test]
+    fn registrations_and_merges_never_lose_or_duplicate_an_identity(ops in proptest::collection::vec(op(), 1..25)) {
+        run(&ops)?;
+    }
+}
+
+#[test]
+fn a_node_with_another_master_key_refuses_to_start() {
+    for backend in backends() {
+        let schema = fresh_schema();
+        drop(open(&backend, KEY_A, Some(&schema)).unwrap());
+        let err = open(&backend, KEY_B, Some(&schema)).unwrap_err();
+        assert!(err.to_string().contains("another master key"), "{err}");
+        open(&backend, KEY_A, Some(&schema)).unwrap();
+    }
+}
+
+#[test]
+fn postgres_requires_a_master_key() {
+    let opts = StoreOptions::new(Location::Postgres(
+        "postgres://nobody@127.0.0.1:1/none".into(),
+    ));
+    let err = Store::open(&opts).unwrap_err();
+    assert!(
+        err.to_string().contains("RONGHE_MASTER_KEY is required"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sqlite_creates_a_private_key_file_and_runs_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreOptions::new(Location::Sqlite(
+        dir.path().to_path_buf(),
+    )))
+    .unwrap();
+    assert!(dir.path().join("master.key").exists());
+    let mode = store
+        .read_blocking(|tx, _| {
+            Ok(tx
+                .query_one("PRAGMA journal_mode", &[])?
+                .unwrap()
+                .string(0)?)
+        })
+        .unwrap();
+    assert_eq!(mode, "wal");
+    drop(store);
+    // Reopening reads the same key file: the fingerprint matches.
+    Store::open(&StoreOptions::new(Location::Sqlite(
+        dir.path().to_path_buf(),
+    )))
+    .unwrap();
+}
