@@ -352,6 +352,12 @@ impl Store {
     }
 }
 
+/// A trivial query: the store answers.
+pub fn ping(tx: &mut dyn Tx) -> Result<()> {
+    tx.query_one("SELECT 1", &[])?;
+    Ok(())
+}
+
 fn check_fingerprint(tx: &mut dyn Tx, keyring: &Keyring) -> Result<()> {
     let fp = keyring.fingerprint();
     match tx.query_one("SELECT value FROM meta WHERE key = 'key_fingerprint'", &[])? {

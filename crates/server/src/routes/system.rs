@@ -21,11 +21,7 @@ pub struct Health {
     responses((status = 200, body = Health), (status = 503, body = Problem, content_type = "application/problem+json")),
     security(()))]
 pub async fn healthz(State(state): State<AppState>) -> axum::response::Response {
-    match state
-        .store
-        .read(|tx, _| Ok(tx.query_one("SELECT 1", &[])?.is_some()))
-        .await
-    {
+    match state.store.read(|tx, _| ronghe_store::ping(tx)).await {
         Ok(_) => axum::Json(Health {
             status: "ok".into(),
         })

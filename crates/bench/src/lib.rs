@@ -1,0 +1,377 @@
+//! Benchmarks of the member API, each next to a baseline measured in the same run:
+//! identity lookup over HTTP against a direct SQL lookup of the same identity in the same
+//! store, and registration over HTTP against raw durable SQLite inserts.
+//!
+//! Data is generated through the store's bulk path (not HTTP) and cached under
+//! `target/bench-data/`, so a second run starts at once.
+
+use rand::{Rng, SeedableRng};
+use ronghe_domain::identity::{Identity, IdentityKind};
+use ronghe_domain::profile::Profile;
+use ronghe_server::clock::SystemClock;
+use ronghe_server::ratelimit::Limit;
+use ronghe_server::{AppState, Config};
+use ronghe_store::members::{self, Registration, Source};
+use ronghe_store::{Keyring, Location, Store, StoreOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The fixed master key of benchmark data (it holds no real person).
+pub const BENCH_KEY: &str = "be0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0cbe0c";
+
+pub fn phone(i: u64) -> String {
+    format!("+86139{:08}", i)
+}
+
+/// Open (creating and filling if needed) a store of `n` members under `dir`.
+pub async fn members_store(dir: &Path, n: u64) -> anyhow::Result<Store> {
+    let ready = dir.join("ready");
+    let mut opts = StoreOptions::new(Location::Sqlite(dir.to_path_buf()));
+    opts.master_key = Some(BENCH_KEY.into());
+    if !ready.exists() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let store = tokio::task::spawn_blocking(move || Store::open(&opts)).await??;
+    if !ready.exists() {
+        let started = Instant::now();
+        let chunk = 5_000u64;
+        let mut i = 0;
+        while i < n {
+            let end = (i + chunk).min(n);
+            let regs: Vec<Registration> = (i..end).map(registration).collect();
+            store
+                .write(move |tx, kr| {
+                    for r in &regs {
+                        members::register(tx, kr, r, "bench", 1_767_225_600_000)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            i = end;
+            if i % 100_000 == 0 || i == n {
+                eprintln!(
+                    "  generated {i}/{n} members ({:.0} s)",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        std::fs::write(&ready, n.to_string())?;
+    }
+    Ok(store)
+}
+
+fn registration(i: u64) -> Registration {
+    Registration {
+        identities: vec![
+            (
+                Identity::from_stored(IdentityKind::Phone, phone(i), None),
+                true,
+            ),
+            (
+                Identity::from_stored(IdentityKind::MemberCard, format!("B{i:09}"), None),
+                true,
+            ),
+        ],
+        profile: Profile {
+            name: Some(format!("会员{i}")),
+            city: Some("杭州".into()),
+            ..Default::default()
+        },
+        source: Source {
+            channel: Some("pos".into()),
+            store_id: Some("S001".into()),
+            method: None,
+        },
+        ..Default::default()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub name: String,
+    pub ops: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+}
+
+impl Measured {
+    pub fn per_second(&self) -> f64 {
+        self.ops as f64 / self.seconds
+    }
+    fn from(name: &str, mut lat: Vec<u64>, errors: u64, seconds: f64) -> Measured {
+        lat.sort_unstable();
+        let q = |p: f64| {
+            lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0)
+        };
+        Measured {
+            name: name.into(),
+            ops: lat.len() as u64,
+            errors,
+            seconds,
+            p50_us: q(0.50),
+            p99_us: q(0.99),
+        }
+    }
+}
+
+impl std::fmt::Display for Measured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:<44} {:>10.0}/s  p50 {:>6} µs  p99 {:>6} µs  ({} ops, {} errors, {:.1} s)",
+            self.name,
+            self.per_second(),
+            self.p50_us,
+            self.p99_us,
+            self.ops,
+            self.errors,
+            self.seconds
+        )
+    }
+}
+
+/// Baseline: the same identity looked up with one SQL query on a connection to the same file.
+pub fn direct_sql_lookup(dir: &Path, n: u64, duration: Duration) -> anyhow::Result<Measured> {
+    let kr = Keyring::from_master(Keyring::parse_master(BENCH_KEY)?);
+    let conn = rusqlite::Connection::open_with_flags(
+        dir.join("ronghe.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    let mut stmt = conn.prepare("SELECT member_id FROM identities WHERE blind = ?1")?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        let i = rng.gen_range(0..n);
+        let t = Instant::now();
+        let id = Identity::parse(IdentityKind::Phone, &phone(i), None)?;
+        let found: Option<String> = stmt
+            .query_row([kr.blind(&id.canonical())], |r| r.get(0))
+            .ok();
+        lat.push(t.elapsed().as_micros() as u64);
+        errors += found.is_none() as u64;
+    }
+    Ok(Measured::from(
+        "baseline: direct SQL lookup (1 thread)",
+        lat,
+        errors,
+        started.elapsed().as_secs_f64(),
+    ))
+}
+
+/// A server on an ephemeral port over `store`, with rate limits off; returns its base URL.
+pub async fn start_server(store: Store) -> anyhow::Result<String> {
+    let config = Config {
+        rate_limit: Limit {
+            per_second: 0.0,
+            burst: 0.0,
+        },
+        lookup_rate_limit: Limit {
+            per_second: 0.0,
+            burst: 0.0,
+        },
+        ..Config::default()
+    };
+    let state = AppState::new(store, Arc::new(SystemClock), config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(ronghe_server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    Ok(base)
+}
+
+pub async fn key(
+    store: &Store,
+    role: ronghe_domain::auth::Role,
+    store_id: Option<&str>,
+) -> anyhow::Result<String> {
+    let k = ronghe_store::keys::NewKey {
+        role,
+        name: "bench".into(),
+        store_id: store_id.map(str::to_string),
+        channel: None,
+    };
+    Ok(store
+        .write(move |tx, _| ronghe_store::keys::create(tx, &k, 0))
+        .await?
+        .secret)
+}
+
+/// Drive `concurrency` clients for `duration`, each sending what `body(i)` gives to `path`.
+pub async fn http_load(
+    name: &str,
+    base: &str,
+    key: &str,
+    path: &str,
+    concurrency: usize,
+    duration: Duration,
+    body: Arc<dyn Fn(u64) -> serde_json::Value + Send + Sync>,
+) -> anyhow::Result<Measured> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let started = Instant::now();
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, key, body, counter) = (
+            client.clone(),
+            format!("{base}{path}"),
+            key.to_string(),
+            body.clone(),
+            counter.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            while started.elapsed() < duration {
+                let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let t = Instant::now();
+                let ok = match client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&body(i))
+                    .send()
+                    .await
+                {
+                    Ok(r) => {
+                        let ok = r.status().is_success();
+                        let _ = r.bytes().await;
+                        ok
+                    }
+                    Err(_) => false,
+                };
+                if ok {
+                    lat.push(t.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await?;
+        lat.extend(l);
+        errors += e;
+    }
+    Ok(Measured::from(
+        name,
+        lat,
+        errors,
+        started.elapsed().as_secs_f64(),
+    ))
+}
+
+/// Baseline: raw durable SQLite inserts (one row per commit, WAL, synchronous=FULL), i.e. the
+/// cost of one durable write without group commit.
+pub fn raw_sqlite_inserts(dir: &Path, duration: Duration) -> anyhow::Result<Measured> {
+    let path = dir.join("raw-baseline.db");
+    let _ = std::fs::remove_file(&path);
+    let conn = rusqlite::Connection::open(&path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+         CREATE TABLE m (id TEXT PRIMARY KEY, phone TEXT UNIQUE, name TEXT, created_at INTEGER);",
+    )?;
+    let mut stmt =
+        conn.prepare("INSERT INTO m (id, phone, name, created_at) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut lat = Vec::new();
+    let started = Instant::now();
+    let mut i = 0u64;
+    while started.elapsed() < duration {
+        let t = Instant::now();
+        stmt.execute(rusqlite::params![
+            format!("m_{i}"),
+            phone(i),
+            "会员",
+            i as i64
+        ])?;
+        lat.push(t.elapsed().as_micros() as u64);
+        i += 1;
+    }
+    Ok(Measured::from(
+        "baseline: raw SQLite insert, 1 row per commit",
+        lat,
+        0,
+        started.elapsed().as_secs_f64(),
+    ))
+}
+
+pub struct Report {
+    pub lookup_http: Measured,
+    pub lookup_sql: Measured,
+    pub register_http: Measured,
+    pub insert_raw: Measured,
+}
+
+/// The whole member benchmark: `members` stored, `seconds` per measurement.
+pub async fn run(
+    data_root: &Path,
+    members: u64,
+    seconds: f64,
+    concurrency: usize,
+) -> anyhow::Result<Report> {
+    let dir: PathBuf = data_root.join(format!("members-{members}"));
+    let d = Duration::from_secs_f64(seconds);
+    let store = members_store(&dir, members).await?;
+    let lookup_sql = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || direct_sql_lookup(&dir, members, d)).await??
+    };
+    let base = start_server(store.clone()).await?;
+    let till = key(&store, ronghe_domain::auth::Role::Store, Some("S001")).await?;
+    let n = members;
+    let lookup_http = http_load(
+        "HTTP POST /v1/members/lookup (store key)",
+        &base,
+        &till,
+        "/v1/members/lookup",
+        concurrency,
+        d,
+        Arc::new(move |i| {
+            let j = (i.wrapping_mul(2_654_435_761)) % n;
+            serde_json::json!({"type": "phone", "value": phone(j)})
+        }),
+    )
+    .await?;
+    // New members go to a separate store, so that the cached lookup data stays as it was.
+    let reg_dir = data_root.join("registration-scratch");
+    let _ = std::fs::remove_dir_all(&reg_dir);
+    let reg_store = members_store(&reg_dir, 0).await?;
+    let reg_base = start_server(reg_store.clone()).await?;
+    let reg_key = key(&reg_store, ronghe_domain::auth::Role::Store, Some("S001")).await?;
+    let register_http = http_load(
+        "HTTP POST /v1/members (new member)",
+        &reg_base,
+        &reg_key,
+        "/v1/members",
+        concurrency,
+        d,
+        Arc::new(|i| {
+            serde_json::json!({"identities":[{"type":"phone","value":phone(i)},{"type":"member_card","value":format!("R{i}")}],
+                "profile":{"name":"新会员","city":"上海"},"consents":[{"purpose":"marketing","channel":"sms","granted":true}]})
+        }),
+    )
+    .await?;
+    let insert_raw = {
+        let dir = reg_dir.clone();
+        tokio::task::spawn_blocking(move || raw_sqlite_inserts(&dir, d)).await??
+    };
+    Ok(Report {
+        lookup_http,
+        lookup_sql,
+        register_http,
+        insert_raw,
+    })
+}
