@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 /// Ronghe (融合): one member, points, coupons, behaviour and stock across every channel.
 #[derive(Debug, Parser)]
-#[command(name = "ronghe", version, about)]
+#[command(name = "ronghe", version)]
 pub struct Cli {
     /// Log format: `text` for people, `json` for log collectors.
     #[arg(long, env = "RONGHE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]

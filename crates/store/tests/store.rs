@@ -232,3 +232,62 @@ fn sqlite_creates_a_private_key_file_and_runs_in_wal_mode() {
     )))
     .unwrap();
 }
+
+#[test]
+fn idempotency_claims_replay_conflict_and_expire() {
+    use ronghe_store::idempotency::{self, Begin, STALE_IN_FLIGHT_MS};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for backend in backends() {
+        let schema = fresh_schema();
+        let store = open(&backend, KEY_A, Some(&schema)).unwrap();
+        let begin = |scope: &'static [u8], body: &'static [u8], now: i64| {
+            rt.block_on(store.write(move |tx, kr| idempotency::begin(tx, kr, scope, body, now)))
+                .unwrap()
+        };
+        assert_eq!(begin(b"s1", b"h1", 0), Begin::Fresh);
+        assert_eq!(
+            begin(b"s1", b"h1", 10),
+            Begin::InFlight,
+            "a replay while the first runs"
+        );
+        assert_eq!(begin(b"s1", b"h2", 10), Begin::DifferentBody);
+        rt.block_on(store.write(|tx, kr| {
+            idempotency::finish(tx, kr, b"s1", 201, b"{\"id\":\"m_1\"}", Some("m_1"))
+        }))
+        .unwrap();
+        assert_eq!(
+            begin(b"s1", b"h1", 20),
+            Begin::Replay {
+                status: 201,
+                body: b"{\"id\":\"m_1\"}".to_vec()
+            }
+        );
+        // The stored response is sealed: the plaintext is not in the table.
+        let raw = store
+            .read_blocking(|tx, _| {
+                Ok(tx
+                    .query_one("SELECT response FROM idempotency", &[])?
+                    .unwrap()
+                    .blob(0)?)
+            })
+            .unwrap();
+        assert!(!raw.windows(3).any(|w| w == b"m_1"));
+        // A claim whose request died with its node is taken over after a while.
+        assert_eq!(begin(b"s2", b"h", 0), Begin::Fresh);
+        assert_eq!(begin(b"s2", b"h", STALE_IN_FLIGHT_MS + 1), Begin::Fresh);
+        // Aborted claims run again; purge drops old ones.
+        rt.block_on(store.write(|tx, _| idempotency::abort(tx, b"s2")))
+            .unwrap();
+        assert_eq!(begin(b"s2", b"h", STALE_IN_FLIGHT_MS + 2), Begin::Fresh);
+        let purged = rt
+            .block_on(store.write(|tx, _| idempotency::purge(tx, 1_000)))
+            .unwrap();
+        assert_eq!(
+            purged, 1,
+            "s1 (created at 0) is past retention; s2 was re-claimed later"
+        );
+    }
+}
