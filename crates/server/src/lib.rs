@@ -115,7 +115,10 @@ impl AppState {
             }
         }
         let s = secret.to_string();
-        let p = self.store.read(move |tx, _| keys::find(tx, &s)).await?;
+        let p = self
+            .store
+            .read_short(move |tx, _| keys::find(tx, &s))
+            .await?;
         let mut cache = self.key_cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() > 10_000 {
             cache.clear();

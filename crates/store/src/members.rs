@@ -181,9 +181,10 @@ pub fn register(
     actor: &str,
     now: Millis,
 ) -> Result<Registered> {
-    let declared = attribute_defs(tx)?;
     let mut attrs = Attributes::new();
-    profile::apply_attributes(&mut attrs, &reg.attributes, &declared)?;
+    if !reg.attributes.is_empty() {
+        profile::apply_attributes(&mut attrs, &reg.attributes, &attribute_defs(tx)?)?;
+    }
 
     let mut owners: Vec<String> = Vec::new();
     let mut unowned: Vec<&(Identity, bool)> = Vec::new();
@@ -202,10 +203,11 @@ pub fn register(
         }
     }
 
+    let mut created_key = None;
     let (id, outcome) = match owners.len() {
         0 => {
             let id = reg.member_id.clone().unwrap_or_else(new_member_id);
-            create(tx, kr, &id, &reg.profile, &attrs, &reg.source, now)?;
+            created_key = Some(create(tx, kr, &id, &reg.profile, &attrs, &reg.source, now)?);
             (id, Outcome::Created)
         }
         1 => (owners.remove(0), Outcome::Existing),
@@ -242,7 +244,10 @@ pub fn register(
         }
     };
 
-    let dk = data_key(tx, kr, &id)?;
+    let dk = match created_key {
+        Some(dk) => dk,
+        None => data_key(tx, kr, &id)?,
+    };
     for (identity, verified) in unowned {
         insert_identity(tx, kr, &dk, &id, identity, *verified, now)?;
     }
@@ -285,18 +290,31 @@ fn create(
     attrs: &Attributes,
     source: &Source,
     now: Millis,
-) -> Result<()> {
+) -> Result<DataKey> {
     let (dk, wrapped) = kr.new_data_key(id);
+    let attrs = serde_json::to_string(attrs).map_err(|e| DbError::Other(e.to_string()))?;
     tx.exec(
-        "INSERT INTO members (id, status, created_at, updated_at, attributes, source_channel, source_store)
-         VALUES ($1, 'active', $2, $2, '{}', $3, $4)",
-        vals![id, now, source.channel.clone(), source.store_id.clone()],
+        "INSERT INTO members (id, status, created_at, updated_at, gender, city, name_enc, birthday_enc, address_enc,
+                              attributes, source_channel, source_store)
+         VALUES ($1, 'active', $2, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        vals![
+            id,
+            now,
+            p.gender.map(Gender::as_str),
+            p.city.clone(),
+            seal_opt(&dk, id, "name", &p.name),
+            seal_opt(&dk, id, "birthday", &p.birthday),
+            seal_opt(&dk, id, "address", &p.address),
+            attrs,
+            source.channel.clone(),
+            source.store_id.clone()
+        ],
     )?;
     tx.exec(
         "INSERT INTO member_keys (member_id, wrapped) VALUES ($1, $2)",
         vals![id, wrapped],
     )?;
-    write_profile(tx, &dk, id, p, attrs, now)
+    Ok(dk)
 }
 
 fn insert_identity(
@@ -528,31 +546,67 @@ pub fn change_consents(
 
 // ---------- reading ----------
 
+/// The member row and its wrapped data key in one query (the hot path of every lookup).
+const MEMBER_ROW: &str = "SELECT m.status, m.merged_into, m.seq, m.created_at, m.updated_at, m.source_channel,
+        m.source_store, m.gender, m.city, m.name_enc, m.birthday_enc, m.address_enc, m.attributes, k.wrapped,
+        m.absorbed
+    FROM members m LEFT JOIN member_keys k ON k.member_id = m.id WHERE m.id = $1";
+
 pub fn load(tx: &mut dyn Tx, kr: &Keyring, requested: &str) -> Result<MemberRecord> {
-    let id = resolve(tx, requested)?;
-    let dk = data_key(tx, kr, &id)?;
-    let (profile, attributes) = read_profile(tx, &dk, &id)?;
-    let r = tx
-        .query_one("SELECT seq, created_at, updated_at, source_channel, source_store FROM members WHERE id = $1", vals![id.as_str()])?
-        .ok_or_else(|| DomainError::not_found("member"))?;
+    let mut id = requested.to_string();
+    let mut hops = 0;
+    let r = loop {
+        let r = tx
+            .query_one(MEMBER_ROW, vals![id.as_str()])?
+            .ok_or_else(|| DomainError::not_found("member"))?;
+        match r.string(0)?.as_str() {
+            "active" => break r,
+            "erased" => {
+                return Err(DomainError::new(Code::MemberErased, "this member was erased").into());
+            }
+            _ if hops < 8 => {
+                hops += 1;
+                id = r
+                    .opt_string(1)?
+                    .ok_or_else(|| DbError::Other("merged member without survivor".into()))?;
+            }
+            _ => return Err(DbError::Other("merge chain too long".into()).into()),
+        }
+    };
+    let wrapped = r
+        .opt_blob(13)?
+        .ok_or_else(|| DbError::Other(format!("member {id} has no data key")))?;
+    let dk = kr.unwrap_data_key(&id, &wrapped)?;
+    let profile = Profile {
+        gender: r.opt_string(7)?.as_deref().and_then(Gender::parse),
+        city: r.opt_string(8)?,
+        name: open_opt(&dk, &id, "name", r.opt_blob(9)?)?,
+        birthday: open_opt(&dk, &id, "birthday", r.opt_blob(10)?)?,
+        address: open_opt(&dk, &id, "address", r.opt_blob(11)?)?,
+    };
+    let attributes =
+        serde_json::from_str(&r.string(12)?).map_err(|e| DbError::Other(e.to_string()))?;
     let identities = identities_of(tx, &dk, &id)?;
     let consents = consents_of(tx, &id)?;
-    let merged_from = tx
-        .query(
+    let merged_from = if r.i64(14)? == 0 {
+        Vec::new()
+    } else {
+        tx.query(
             "SELECT from_id FROM merges WHERE into_id = $1 ORDER BY merged_at, from_id",
             vals![id.as_str()],
         )?
         .iter()
         .map(|r| r.string(0))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?
+    };
     Ok(MemberRecord {
         requested_id: (id != requested).then(|| requested.to_string()),
-        seq: r.i64(0)?,
-        created_at: r.i64(1)?,
-        updated_at: r.i64(2)?,
+        seq: r.i64(2)?,
+        created_at: r.i64(3)?,
+        updated_at: r.i64(4)?,
         source: Source {
-            channel: r.opt_string(3)?,
-            store_id: r.opt_string(4)?,
+            channel: r.opt_string(5)?,
+            store_id: r.opt_string(6)?,
             method: None,
         },
         id,
@@ -703,6 +757,10 @@ pub fn merge_members(
         "UPDATE members SET status = 'merged', merged_into = $2, name_enc = NULL, birthday_enc = NULL,
                 address_enc = NULL, gender = NULL, city = NULL, attributes = '{}', updated_at = $3 WHERE id = $1",
         vals![from.as_str(), into.as_str(), now],
+    )?;
+    tx.exec(
+        "UPDATE members SET absorbed = absorbed + 1 + (SELECT absorbed FROM members WHERE id = $2) WHERE id = $1",
+        vals![into.as_str(), from.as_str()],
     )?;
     tx.exec(
         "UPDATE members SET merged_into = $1 WHERE merged_into = $2",

@@ -6,6 +6,17 @@ use crate::db::DbError;
 const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_members.sql"))];
 const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_members.sql"))];
 
+/// A short fingerprint of the schema, for caches of generated data (benchmarks).
+pub fn schema_fingerprint() -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (v, sql) in SQLITE.iter().chain(POSTGRES) {
+        h.update(v.to_le_bytes());
+        h.update(sql.as_bytes());
+    }
+    hex::encode(&h.finalize()[..4])
+}
+
 pub fn sqlite(conn: &mut rusqlite::Connection) -> Result<(), DbError> {
     let t = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     t.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")?;

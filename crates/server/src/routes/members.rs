@@ -98,7 +98,7 @@ async fn view(
 ) -> ApiResult<MemberView> {
     let rec = state
         .store
-        .read(move |tx, kr| members::load(tx, kr, &id))
+        .read_short(move |tx, kr| members::load(tx, kr, &id))
         .await?;
     let v = MemberView::build(&rec, state.masked(caller));
     state.audit_unmasked(caller, &v, action).await?;
@@ -232,13 +232,13 @@ async fn lookup_any(
         let id = qr::verify(state.store.keyring().qr_key(), &q.value, now)?;
         state
             .store
-            .read(move |tx, kr| members::load(tx, kr, &id))
+            .read_short(move |tx, kr| members::load(tx, kr, &id))
             .await?
     } else {
         let identity = parse_identity(&q.kind, &q.value, q.app_id.as_deref())?;
         state
             .store
-            .read(move |tx, kr| members::lookup(tx, kr, &identity))
+            .read_short(move |tx, kr| members::lookup(tx, kr, &identity))
             .await?
     };
     let v = MemberView::build(&rec, state.masked(caller));
@@ -510,7 +510,7 @@ pub async fn qr_code(
     caller.require(Action::IssueQr)?;
     let id = state
         .store
-        .read(move |tx, _| members::resolve(tx, &id))
+        .read_short(move |tx, _| members::resolve(tx, &id))
         .await?;
     let expires = state.now() + qr::TTL_MS;
     Ok(axum::Json(QrView {

@@ -16,7 +16,8 @@ CREATE TABLE members (
     address_enc BYTEA,
     attributes TEXT NOT NULL DEFAULT '{}',
     source_channel TEXT,
-    source_store TEXT
+    source_store TEXT,
+    absorbed BIGINT NOT NULL DEFAULT 0  -- members merged into this one (skips a query when 0)
 );
 CREATE INDEX members_merged_into ON members(merged_into) WHERE merged_into IS NOT NULL;
 

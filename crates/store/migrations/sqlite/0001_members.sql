@@ -1,6 +1,7 @@
 -- Members, One ID, consent, keys, audit, idempotency and the outbox.
 -- Personal data lives only in *_enc columns, sealed with the member's data key.
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Tables looked up by their key are WITHOUT ROWID: one B-tree descent per lookup.
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 
 CREATE TABLE members (
     seq INTEGER PRIMARY KEY,            -- dense member number, for bitmaps later
@@ -16,11 +17,12 @@ CREATE TABLE members (
     address_enc BLOB,
     attributes TEXT NOT NULL DEFAULT '{}',
     source_channel TEXT,
-    source_store TEXT
+    source_store TEXT,
+    absorbed INTEGER NOT NULL DEFAULT 0  -- members merged into this one (skips a query when 0)
 );
 CREATE INDEX members_merged_into ON members(merged_into) WHERE merged_into IS NOT NULL;
 
-CREATE TABLE member_keys (member_id TEXT PRIMARY KEY, wrapped BLOB NOT NULL);
+CREATE TABLE member_keys (member_id TEXT PRIMARY KEY, wrapped BLOB NOT NULL) WITHOUT ROWID;
 
 CREATE TABLE identities (
     blind BLOB PRIMARY KEY,             -- HMAC of (type, app_id, value)
@@ -30,7 +32,7 @@ CREATE TABLE identities (
     value_enc BLOB NOT NULL,
     verified INTEGER NOT NULL,
     created_at INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX identities_member ON identities(member_id);
 
 CREATE TABLE consents (
@@ -43,7 +45,7 @@ CREATE TABLE consents (
     source_store TEXT,
     method TEXT NOT NULL,
     PRIMARY KEY (member_id, purpose, channel)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE consent_history (
     id INTEGER PRIMARY KEY,
@@ -65,10 +67,10 @@ CREATE TABLE merges (
     merged_at INTEGER NOT NULL,
     key_id TEXT,
     identities_moved INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX merges_into ON merges(into_id);
 
-CREATE TABLE attribute_defs (name TEXT PRIMARY KEY, kind TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE attribute_defs (name TEXT PRIMARY KEY, kind TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
 
 CREATE TABLE api_keys (
     hash TEXT PRIMARY KEY,              -- SHA-256 of the secret; the secret is never stored
@@ -79,7 +81,7 @@ CREATE TABLE api_keys (
     channel TEXT,
     created_at INTEGER NOT NULL,
     revoked_at INTEGER
-);
+) WITHOUT ROWID;
 
 CREATE TABLE audit (
     id INTEGER PRIMARY KEY,
@@ -99,7 +101,7 @@ CREATE TABLE idempotency (
     response BLOB,                      -- sealed: responses can hold personal data
     member_id TEXT,
     created_at INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX idempotency_created ON idempotency(created_at);
 CREATE INDEX idempotency_member ON idempotency(member_id) WHERE member_id IS NOT NULL;
 
