@@ -53,7 +53,8 @@ fn derive(master: &[u8; 32], label: &str) -> [u8; 32] {
 
 fn seal_with(cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let mut nonce = [0u8; NONCE];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    // thread_rng is a CSPRNG seeded from the OS: no system call per nonce.
+    rand::thread_rng().fill_bytes(&mut nonce);
     let ct = cipher
         .encrypt(
             Nonce::from_slice(&nonce),
@@ -154,7 +155,7 @@ impl Keyring {
     /// A fresh data key for a member, and its wrapped form to store.
     pub fn new_data_key(&self, member_id: &str) -> (DataKey, Vec<u8>) {
         let mut raw = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut raw);
+        rand::thread_rng().fill_bytes(&mut raw);
         let wrapped = seal_with(&self.wrap, &aad(member_id, "data-key"), &raw);
         (DataKey(Aes256Gcm::new((&raw).into())), wrapped)
     }

@@ -75,6 +75,8 @@ enum Backend {
     Sqlite {
         writer: Mutex<mpsc::Sender<Job>>,
         readers: Pool<rusqlite::Connection>,
+        /// Dropped with the store, which stops the checkpoint thread.
+        _checkpointer: mpsc::Sender<()>,
     },
     Postgres {
         pool: Pool<postgres::Client>,
@@ -137,6 +139,10 @@ impl Store {
                 Ok(c)
             };
         let mut wconn = open(&path, true)?;
+        // Checkpoints run on their own thread, so that the writer never stalls copying the WAL.
+        wconn
+            .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(DbError::from)?;
         migrate::sqlite(&mut wconn)?;
         check_fingerprint(&mut db::SqliteTx(&wconn), &keyring)?;
 
@@ -145,6 +151,12 @@ impl Store {
             .name("ronghe-sqlite-writer".into())
             .spawn(move || sqlite_writer(wconn, rx))
             .map_err(|e| Error::Config(format!("cannot start the writer thread: {e}")))?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let cconn = open(&path, true)?;
+        std::thread::Builder::new()
+            .name("ronghe-sqlite-checkpoint".into())
+            .spawn(move || sqlite_checkpointer(cconn, stopped))
+            .map_err(|e| Error::Config(format!("cannot start the checkpoint thread: {e}")))?;
         let rpath = path.clone();
         let readers = Pool::new(
             opts.pool_size.max(1),
@@ -156,6 +168,7 @@ impl Store {
                 backend: Backend::Sqlite {
                     writer: Mutex::new(tx),
                     readers,
+                    _checkpointer: stop,
                 },
                 keyring,
             }),
@@ -436,6 +449,19 @@ fn sqlite_writer(conn: rusqlite::Connection, rx: mpsc::Receiver<Job>) {
             });
         }
     }
+}
+
+/// Copies committed WAL frames into the database file every 100 ms (PASSIVE: never blocks
+/// the writer or readers); the writer reuses the WAL from its start once all is copied.
+fn sqlite_checkpointer(conn: rusqlite::Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) =
+        stop.recv_timeout(std::time::Duration::from_millis(100))
+    {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "checkpoint failed");
+        }
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
 /// Stands in for a transaction that could not begin: every statement fails.

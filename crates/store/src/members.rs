@@ -111,10 +111,18 @@ pub struct Export {
 /// Later features (orders, points ledger, coupons, events) add their table here.
 const MEMBER_OWNED: &[(&str, &str)] = &[("consent_history", "member_id")];
 
-pub fn new_member_id() -> String {
-    let mut b = [0u8; 8];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    format!("m_{}", hex::encode(b))
+/// A new member id: `m_` + the creation time (48-bit milliseconds) + 40 random bits, in hex.
+/// Time first keeps the indexes keyed by member id appending instead of splitting random
+/// pages (several times less written per registration); the random part keeps ids unguessable
+/// from one another.
+pub fn new_member_id(now: Millis) -> String {
+    let mut b = [0u8; 5];
+    rand::thread_rng().fill_bytes(&mut b);
+    format!(
+        "m_{:012x}{}",
+        now.clamp(0, 0xffff_ffff_ffff),
+        hex::encode(b)
+    )
 }
 
 // ---------- resolving ids ----------
@@ -206,7 +214,7 @@ pub fn register(
     let mut created_key = None;
     let (id, outcome) = match owners.len() {
         0 => {
-            let id = reg.member_id.clone().unwrap_or_else(new_member_id);
+            let id = reg.member_id.clone().unwrap_or_else(|| new_member_id(now));
             created_key = Some(create(tx, kr, &id, &reg.profile, &attrs, &reg.source, now)?);
             (id, Outcome::Created)
         }

@@ -66,7 +66,7 @@ fn backends() -> Vec<Backend> {
 }
 
 fn fresh_schema() -> String {
-    format!("p_{}", members::new_member_id().trim_start_matches("m_"))
+    format!("p_{}", members::new_member_id(0).trim_start_matches("m_"))
 }
 
 /// Model: identity → group number; identities in one group belong to one member.

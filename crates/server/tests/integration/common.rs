@@ -63,7 +63,7 @@ impl TestApp {
             .filter(|u| !u.is_empty())?;
         let schema = format!(
             "t_{}",
-            ronghe_store::members::new_member_id().trim_start_matches("m_")
+            ronghe_store::members::new_member_id(0).trim_start_matches("m_")
         );
         let mut opts = StoreOptions::new(Location::Postgres(url));
         opts.pg_schema = Some(schema);

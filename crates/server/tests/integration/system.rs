@@ -94,3 +94,19 @@ async fn openapi_describes_every_route_with_gates(app: TestApp) {
     }
     assert!(ops >= 17, "{ops} operations");
 }
+
+/// The committed snapshot makes every change of the API visible in review. After an
+/// intended change: `RONGHE_UPDATE_SNAPSHOTS=1 cargo test -p ronghe-server --test integration`.
+#[test]
+fn openapi_document_matches_its_snapshot() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    let current = serde_json::to_string_pretty(&ronghe_server::openapi::document()).unwrap() + "\n";
+    if std::env::var("RONGHE_UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, &current).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == current,
+        "docs/openapi.json differs from the API: review the change, then run with RONGHE_UPDATE_SNAPSHOTS=1"
+    );
+}
