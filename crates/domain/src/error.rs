@@ -33,6 +33,14 @@ pub enum Code {
     UnknownAttribute,
     /// The request conflicts with the current state (e.g. merging a member into itself).
     Conflict,
+    /// An order names a SKU the catalogue does not have (or has no price for at that time).
+    UnknownSku,
+    /// The member's balance does not cover the points to redeem.
+    InsufficientPoints,
+    /// The points to redeem are below the programme's minimum or above its share of the order.
+    PointsLimitExceeded,
+    /// The order cannot be cancelled in its state.
+    OrderNotCancellable,
     /// The route does not exist.
     RouteNotFound,
     /// The route exists but not for this HTTP method.
@@ -56,6 +64,10 @@ impl Code {
         Code::InvalidQrToken,
         Code::UnknownAttribute,
         Code::Conflict,
+        Code::UnknownSku,
+        Code::InsufficientPoints,
+        Code::PointsLimitExceeded,
+        Code::OrderNotCancellable,
         Code::RouteNotFound,
         Code::MethodNotAllowed,
         Code::Internal,
@@ -76,6 +88,10 @@ impl Code {
             Code::InvalidQrToken => "invalid_qr_token",
             Code::UnknownAttribute => "unknown_attribute",
             Code::Conflict => "conflict",
+            Code::UnknownSku => "unknown_sku",
+            Code::InsufficientPoints => "insufficient_points",
+            Code::PointsLimitExceeded => "points_limit_exceeded",
+            Code::OrderNotCancellable => "order_not_cancellable",
             Code::RouteNotFound => "route_not_found",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::Internal => "internal",

@@ -1,13 +1,18 @@
 //! The pure core of Ronghe: identities and their normalisation, masking, profiles and custom
-//! attributes, consent, member merging, roles and the error codes. No IO, no async, no clock:
+//! attributes, consent, member merging, roles, money, the catalogue's prices, the loyalty
+//! programme, order pricing and the error codes. No IO, no async, no clock:
 //! time comes in as a parameter (Unix milliseconds), so every rule here is testable alone.
 
 pub mod auth;
+pub mod catalogue;
 pub mod consent;
 pub mod error;
 pub mod identity;
+pub mod loyalty;
 pub mod mask;
 pub mod merge;
+pub mod money;
+pub mod pricing;
 pub mod profile;
 pub mod qr;
 

@@ -12,16 +12,21 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 pub fn status(code: Code) -> StatusCode {
     match code {
-        Code::InvalidField | Code::UnknownAttribute | Code::InvalidQrToken => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
+        Code::InvalidField
+        | Code::UnknownAttribute
+        | Code::InvalidQrToken
+        | Code::UnknownSku
+        | Code::InsufficientPoints
+        | Code::PointsLimitExceeded => StatusCode::UNPROCESSABLE_ENTITY,
         Code::MalformedBody => StatusCode::BAD_REQUEST,
         Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Code::Unauthorized => StatusCode::UNAUTHORIZED,
         Code::Forbidden => StatusCode::FORBIDDEN,
         Code::NotFound | Code::RouteNotFound => StatusCode::NOT_FOUND,
         Code::MemberErased => StatusCode::GONE,
-        Code::IdentityConflict | Code::IdempotencyConflict | Code::Conflict => StatusCode::CONFLICT,
+        Code::IdentityConflict | Code::IdempotencyConflict | Code::Conflict | Code::OrderNotCancellable => {
+            StatusCode::CONFLICT
+        }
         Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,0 +1,173 @@
+//! The loyalty programme: how points are earned and redeemed. Programmes are versioned by
+//! the time from which they apply; an order is always computed with the version in force at
+//! its `placed_at`, so a late upload from an offline till is priced as it was at the till.
+
+use crate::Millis;
+use crate::error::{DomainError, Validator};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A multiplier in basis points: 10000 = ×1, 20000 = ×2 (double points).
+pub type Bp = i64;
+pub const ONE: Bp = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Program {
+    #[serde(default)]
+    pub earn: Earn,
+    #[serde(default)]
+    pub redeem: Redeem,
+}
+
+/// Earning: `fen_per_point` paid (after coupons and points) earns one point, times the
+/// multipliers of the line; multipliers stack by multiplying.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Earn {
+    /// Fen paid per point earned; 100 = one point per whole yuan.
+    #[serde(default = "hundred")]
+    pub fen_per_point: i64,
+    /// Per sales channel, in basis points (e.g. `{"mini_program": 15000}`).
+    #[serde(default)]
+    pub channel_multipliers_bp: BTreeMap<String, Bp>,
+    /// Per product category, in basis points.
+    #[serde(default)]
+    pub category_multipliers_bp: BTreeMap<String, Bp>,
+    /// Date ranges with a multiplier (double-points days, member day), `[from, to)` in Unix ms.
+    #[serde(default)]
+    pub promotions: Vec<Promotion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Promotion {
+    pub name: String,
+    pub from_ms: Millis,
+    pub to_ms: Millis,
+    pub multiplier_bp: Bp,
+}
+
+/// Redemption: one point is worth `fen_per_point`; an order redeems at least `min_points`
+/// (when it redeems any) and at most `max_share_bp` of what is left after coupons.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redeem {
+    #[serde(default = "one")]
+    pub fen_per_point: i64,
+    #[serde(default)]
+    pub min_points: i64,
+    #[serde(default = "half")]
+    pub max_share_bp: Bp,
+}
+
+fn hundred() -> i64 {
+    100
+}
+fn one() -> i64 {
+    1
+}
+fn half() -> Bp {
+    5_000
+}
+
+impl Default for Earn {
+    fn default() -> Self {
+        Earn { fen_per_point: 100, channel_multipliers_bp: BTreeMap::new(), category_multipliers_bp: BTreeMap::new(), promotions: Vec::new() }
+    }
+}
+
+impl Default for Redeem {
+    fn default() -> Self {
+        Redeem { fen_per_point: 1, min_points: 0, max_share_bp: 5_000 }
+    }
+}
+
+impl Default for Program {
+    /// 1 point per yuan paid; 1 point = 1 fen; at most half an order paid with points.
+    fn default() -> Self {
+        Program { earn: Earn::default(), redeem: Redeem::default() }
+    }
+}
+
+impl Program {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut v = Validator::new();
+        if !(1..=1_000_000).contains(&self.earn.fen_per_point) {
+            v.push("earn.fen_per_point", "1 to 1,000,000");
+        }
+        let mult_ok = |m: Bp| (0..=100 * ONE).contains(&m);
+        for (k, m) in &self.earn.channel_multipliers_bp {
+            if !mult_ok(*m) {
+                v.push(format!("earn.channel_multipliers_bp.{k}"), "0 to 1,000,000 basis points");
+            }
+        }
+        for (k, m) in &self.earn.category_multipliers_bp {
+            if !mult_ok(*m) {
+                v.push(format!("earn.category_multipliers_bp.{k}"), "0 to 1,000,000 basis points");
+            }
+        }
+        for (i, p) in self.earn.promotions.iter().enumerate() {
+            if p.from_ms >= p.to_ms {
+                v.push(format!("earn.promotions[{i}].to_ms"), "after from_ms");
+            }
+            if !mult_ok(p.multiplier_bp) {
+                v.push(format!("earn.promotions[{i}].multiplier_bp"), "0 to 1,000,000 basis points");
+            }
+        }
+        if !(1..=1_000_000).contains(&self.redeem.fen_per_point) {
+            v.push("redeem.fen_per_point", "1 to 1,000,000");
+        }
+        if self.redeem.min_points < 0 {
+            v.push("redeem.min_points", "not negative");
+        }
+        if !(0..=ONE).contains(&self.redeem.max_share_bp) {
+            v.push("redeem.max_share_bp", "0 to 10000 basis points");
+        }
+        v.finish()
+    }
+
+    /// The multiplier of a line: channel × category × every promotion in force, in bp.
+    pub fn multiplier(&self, channel: &str, category: &str, at: Millis) -> Bp {
+        let mut m = ONE as i128;
+        for f in [self.earn.channel_multipliers_bp.get(channel), self.earn.category_multipliers_bp.get(category)].into_iter().flatten() {
+            m = m * i128::from(*f) / i128::from(ONE);
+        }
+        for p in &self.earn.promotions {
+            if p.from_ms <= at && at < p.to_ms {
+                m = m * i128::from(p.multiplier_bp) / i128::from(ONE);
+            }
+        }
+        m as Bp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_stacked_multipliers() {
+        let p: Program = serde_json::from_str("{}").unwrap();
+        assert_eq!(p, Program::default());
+        let p: Program = serde_json::from_value(serde_json::json!({
+            "earn": {"channel_multipliers_bp": {"mini_program": 15000}, "category_multipliers_bp": {"baby": 20000},
+                     "promotions": [{"name": "双11", "from_ms": 100, "to_ms": 200, "multiplier_bp": 20000}]}
+        }))
+        .unwrap();
+        p.validate().unwrap();
+        assert_eq!(p.multiplier("pos", "food", 50), 10_000);
+        assert_eq!(p.multiplier("mini_program", "baby", 50), 30_000);
+        assert_eq!(p.multiplier("mini_program", "baby", 150), 60_000);
+        assert_eq!(p.multiplier("pos", "food", 200), 10_000, "promotions end before to_ms");
+    }
+
+    #[test]
+    fn bad_programmes_name_their_fields() {
+        let p: Program = serde_json::from_value(serde_json::json!({"earn": {"fen_per_point": 0}, "redeem": {"max_share_bp": 20000}})).unwrap();
+        let e = p.validate().unwrap_err();
+        let fields: Vec<_> = e.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["earn.fen_per_point", "redeem.max_share_bp"]);
+        assert!(serde_json::from_str::<Program>(r#"{"earn": {"rate": 1}}"#).is_err(), "unknown fields are refused");
+    }
+}
