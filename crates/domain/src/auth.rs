@@ -50,8 +50,11 @@ impl Role {
             }
             MergeMembers | ExportMember | IssueQr => matches!(self, Admin | Channel),
             EraseMember | ReadAudit | ManageKeys => self == Admin,
-            ManageAttributes => matches!(self, Admin | Marketer),
-            ReadAttributes => self != Tracker,
+            ManageAttributes | ManageProgram => matches!(self, Admin | Marketer),
+            ReadAttributes | ReadCatalogue => self != Tracker,
+            ManageCatalogue | AdjustPoints => self == Admin,
+            PlaceOrder | CancelOrder => matches!(self, Admin | Store | Channel),
+            ReadOrder => matches!(self, Admin | Marketer | Analyst | Store | Channel),
         }
     }
 
@@ -76,6 +79,13 @@ pub enum Action {
     ManageKeys,
     ManageAttributes,
     ReadAttributes,
+    ManageCatalogue,
+    ReadCatalogue,
+    ManageProgram,
+    PlaceOrder,
+    CancelOrder,
+    ReadOrder,
+    AdjustPoints,
 }
 
 /// Who is calling: an API key's id, role and scope.

@@ -184,7 +184,7 @@ pub fn audit_admin(
 }
 
 pub fn router(state: AppState) -> Router {
-    use routes::{admin, members, system};
+    use routes::{admin, commerce, members, system};
     let v1 = Router::new()
         .route("/v1/members", post(members::register))
         .route(
@@ -206,6 +206,21 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/members/{id}/qr", post(members::qr_code))
         .route("/v1/attributes", get(admin::list_attributes))
         .route("/v1/attributes/{name}", put(admin::define_attribute))
+        .route("/v1/products", put(commerce::put_products))
+        .route("/v1/products/{sku}", get(commerce::get_product))
+        .route(
+            "/v1/loyalty/program",
+            put(commerce::put_program).get(commerce::get_program),
+        )
+        .route("/v1/orders", post(commerce::place))
+        .route("/v1/orders/quote", post(commerce::quote))
+        .route("/v1/orders/{id}", get(commerce::get_order))
+        .route("/v1/orders/{id}/cancel", post(commerce::cancel))
+        .route("/v1/members/{id}/points", get(commerce::get_points))
+        .route(
+            "/v1/members/{id}/points/adjustments",
+            post(commerce::adjust_points),
+        )
         .route("/v1/keys", post(admin::create_key))
         .route("/v1/audit", get(admin::list_audit))
         // Layers run bottom-up: authenticate first, then idempotency.

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use crate::routes::{admin, members, system};
+use crate::routes::{admin, commerce, members, system};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -12,10 +12,14 @@ use utoipa::{Modify, OpenApi};
         members::register, members::get, members::lookup, members::lookup_get, members::merge, members::update,
         members::consents, members::change_consents, members::erase, members::export, members::qr_code,
         admin::create_key, admin::list_audit, admin::define_attribute, admin::list_attributes,
+        commerce::put_products, commerce::get_product, commerce::put_program, commerce::get_program,
+        commerce::place, commerce::quote, commerce::get_order, commerce::cancel, commerce::get_points, commerce::adjust_points,
     ),
     components(schemas(crate::problem::Problem)),
     modifiers(&ApiKey),
     tags((name = "members", description = "One ID: members and their identities"), (name = "consent", description = "Consent per purpose and channel"),
+        (name = "catalogue", description = "Products and the price list"), (name = "orders", description = "Orders from every channel"),
+        (name = "loyalty", description = "The loyalty programme and points"),
         (name = "admin", description = "Keys and audit"), (name = "system", description = "Operations")),
 )]
 struct ApiDoc;

@@ -7,14 +7,18 @@
 //! PostgreSQL each command is its own transaction, retried on a serialization failure.
 
 pub mod audit;
+pub mod catalogue;
 pub mod db;
 pub mod idempotency;
 pub mod keyring;
 pub mod keys;
+pub mod loyalty;
 pub mod members;
 mod migrate;
 pub use migrate::schema_fingerprint;
+pub mod orders;
 pub mod outbox;
+pub mod points;
 
 use db::{DbError, Dialect, Pool, Tx};
 pub use keyring::Keyring;

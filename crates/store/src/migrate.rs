@@ -3,8 +3,14 @@
 
 use crate::db::DbError;
 
-const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_members.sql"))];
-const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_members.sql"))];
+const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_members.sql")),
+    (2, include_str!("../migrations/sqlite/0002_orders.sql")),
+];
+const POSTGRES: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_members.sql")),
+    (2, include_str!("../migrations/postgres/0002_orders.sql")),
+];
 
 /// A short fingerprint of the schema, for caches of generated data (benchmarks).
 pub fn schema_fingerprint() -> String {

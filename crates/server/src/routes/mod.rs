@@ -1,5 +1,6 @@
 //! HTTP routes, one module per resource.
 
 pub mod admin;
+pub mod commerce;
 pub mod members;
 pub mod system;

@@ -4,6 +4,7 @@
 
 #[macro_use]
 mod common;
+mod commerce;
 mod errors;
 mod members;
 mod privacy;

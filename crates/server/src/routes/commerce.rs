@@ -1,0 +1,723 @@
+//! The catalogue (`/v1/products`), the loyalty programme (`/v1/loyalty/program`), orders
+//! (`/v1/orders`) and the points ledger (`/v1/members/{id}/points`).
+
+use crate::clock::rfc3339;
+use crate::extract::{Caller, Json};
+use crate::problem::{ApiError, ApiResult, Problem};
+use crate::{AppState, audit_admin};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use ronghe_domain::DomainError;
+use ronghe_domain::auth::{Action, Role};
+use ronghe_domain::catalogue;
+use ronghe_domain::error::Validator;
+use ronghe_domain::loyalty::Program;
+use ronghe_store::orders::{self, LineIn, NewOrder, Order};
+use ronghe_store::{catalogue as cat, loyalty, members, points};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+
+// ---------- catalogue ----------
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ProductIn {
+    pub sku: String,
+    pub name: String,
+    pub category: String,
+    pub price_fen: i64,
+    /// Published channel prices, e.g. `{"mini_program": 1899}`; other channels pay `price_fen`.
+    #[serde(default)]
+    pub channel_prices_fen: BTreeMap<String, i64>,
+    /// RFC 3339; from when this price applies (default: now). Future prices can be pushed ahead.
+    pub effective_from: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ProductsIn {
+    pub items: Vec<ProductIn>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductsOut {
+    pub upserted: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PriceView {
+    pub effective_from: String,
+    pub price_fen: i64,
+    pub channel_prices_fen: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductView {
+    pub sku: String,
+    pub name: String,
+    pub category: String,
+    /// The base price in force now (absent before the first price applies).
+    pub price_fen: Option<i64>,
+    pub channel_prices_fen: BTreeMap<String, i64>,
+    /// Every price row, oldest first, including scheduled ones.
+    pub prices: Vec<PriceView>,
+}
+
+fn parse_time(field: &str, s: &str) -> Result<i64, DomainError> {
+    s.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|_| DomainError::field(field, "an RFC 3339 time, e.g. 2026-11-11T00:00:00+08:00"))
+}
+
+/// Push products and prices in bulk (from the ERP)
+///
+/// Each item upserts the product and the price row that applies from `effective_from`.
+/// Orders are priced from this list; a till cannot invent a price or a category.
+#[utoipa::path(put, path = "/v1/products", tag = "catalogue", request_body = ProductsIn,
+    responses((status = 200, body = ProductsOut), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn put_products(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<ProductsIn>,
+) -> ApiResult<axum::Json<ProductsOut>> {
+    caller.require(Action::ManageCatalogue)?;
+    let now = state.now();
+    let mut v = Validator::new();
+    if body.items.is_empty() || body.items.len() > 10_000 {
+        v.push("items", "1 to 10,000 items");
+    }
+    let mut items = Vec::with_capacity(body.items.len());
+    for (i, it) in body.items.into_iter().enumerate() {
+        let prefix = format!("items[{i}]");
+        catalogue::check_item(
+            &mut v,
+            &prefix,
+            &it.sku,
+            &it.name,
+            &it.category,
+            it.price_fen,
+            &it.channel_prices_fen,
+        );
+        let from = match &it.effective_from {
+            Some(s) => v
+                .check(&format!("{prefix}.effective_from"), parse_time("", s))
+                .unwrap_or(now),
+            None => now,
+        };
+        items.push(cat::Item {
+            sku: it.sku,
+            name: it.name.trim().into(),
+            category: it.category.trim().into(),
+            price_fen: it.price_fen,
+            channel_prices_fen: it.channel_prices_fen,
+            effective_from: from,
+        });
+    }
+    v.finish()?;
+    let p = caller.0.clone();
+    let n = state
+        .store
+        .write(move |tx, _| {
+            let n = cat::upsert(tx, &items, now)?;
+            audit_admin(tx, &p, now, "catalogue.upsert", None)?;
+            Ok(n)
+        })
+        .await?;
+    Ok(axum::Json(ProductsOut { upserted: n }))
+}
+
+/// Read a product and its price list
+#[utoipa::path(get, path = "/v1/products/{sku}", tag = "catalogue", params(("sku" = String, Path)),
+    responses((status = 200, body = ProductView), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn get_product(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(sku): Path<String>,
+) -> ApiResult<axum::Json<ProductView>> {
+    caller.require(Action::ReadCatalogue)?;
+    let p = state
+        .store
+        .read_short(move |tx, _| cat::get(tx, &sku))
+        .await?
+        .ok_or_else(|| DomainError::not_found("product"))?;
+    let now = state.now();
+    let current = p
+        .prices
+        .iter()
+        .filter(|r| r.effective_from <= now)
+        .max_by_key(|r| r.effective_from);
+    Ok(axum::Json(ProductView {
+        price_fen: current.map(|r| r.price_fen),
+        channel_prices_fen: current
+            .map(|r| r.channel_prices_fen.clone())
+            .unwrap_or_default(),
+        prices: p
+            .prices
+            .iter()
+            .map(|r| PriceView {
+                effective_from: rfc3339(r.effective_from),
+                price_fen: r.price_fen,
+                channel_prices_fen: r.channel_prices_fen.clone(),
+            })
+            .collect(),
+        sku: p.sku,
+        name: p.name,
+        category: p.category,
+    }))
+}
+
+// ---------- loyalty programme ----------
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ProgramIn {
+    /// The rules; see docs/loyalty.md. Omitted parts take their defaults.
+    #[schema(value_type = Object)]
+    pub program: serde_json::Value,
+    /// RFC 3339; from when these rules apply (default: now). Orders placed earlier keep the rules of their time.
+    pub effective_from: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgramView {
+    /// 0 is the built-in default programme.
+    pub version: i64,
+    pub effective_from: String,
+    #[schema(value_type = Object)]
+    pub program: serde_json::Value,
+}
+
+/// Set the loyalty programme (a new version)
+///
+/// Earning rate and multipliers (channel, category, promotions), redemption value and limits.
+/// Each call creates a version that applies from `effective_from`.
+#[utoipa::path(put, path = "/v1/loyalty/program", tag = "loyalty", request_body = ProgramIn,
+    responses((status = 200, body = ProgramView), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn put_program(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<ProgramIn>,
+) -> ApiResult<axum::Json<ProgramView>> {
+    caller.require(Action::ManageProgram)?;
+    let now = state.now();
+    let program: Program = serde_json::from_value(body.program)
+        .map_err(|e| DomainError::field("program", e.to_string()))?;
+    program.validate().map_err(|e| e.within("program"))?;
+    let from = match &body.effective_from {
+        Some(s) => parse_time("effective_from", s)?,
+        None => now,
+    };
+    let (p, prog) = (caller.0.clone(), program.clone());
+    let version = state
+        .store
+        .write(move |tx, _| {
+            let v = loyalty::set(tx, &prog, from, now)?;
+            audit_admin(tx, &p, now, "loyalty.program", Some(&v.to_string()))?;
+            Ok(v)
+        })
+        .await?;
+    Ok(axum::Json(ProgramView {
+        version,
+        effective_from: rfc3339(from),
+        program: serde_json::to_value(program).unwrap_or_default(),
+    }))
+}
+
+/// Read the loyalty programme in force now
+#[utoipa::path(get, path = "/v1/loyalty/program", tag = "loyalty",
+    responses((status = 200, body = ProgramView), (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn get_program(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<axum::Json<ProgramView>> {
+    caller.require(Action::ReadCatalogue)?;
+    let now = state.now();
+    let (version, program, from) = state
+        .store
+        .read_short(move |tx, _| loyalty::at(tx, now))
+        .await?;
+    Ok(axum::Json(ProgramView {
+        version,
+        effective_from: rfc3339(from),
+        program: serde_json::to_value(program).unwrap_or_default(),
+    }))
+}
+
+// ---------- orders ----------
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct OrderLineIn {
+    pub sku: String,
+    pub qty: i64,
+    /// Only to sell at another price than the catalogue's, with `price_override_reason`.
+    pub unit_price_fen: Option<i64>,
+    /// markdown, weighed_goods, damaged… (store keys only).
+    pub price_override_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct OrderIn {
+    /// The till's or shop's own reference: an order is unique on (channel, store_id, order_ref).
+    pub order_ref: String,
+    pub member_id: Option<String>,
+    /// pos, self_checkout, mini_program, app, web, wecom, douyin… (a scoped key's own by default).
+    pub channel: Option<String>,
+    pub store_id: Option<String>,
+    /// The store associate (导购) credited with the sale.
+    pub associate_id: Option<String>,
+    pub lines: Vec<OrderLineIn>,
+    #[serde(default)]
+    pub points_to_redeem: i64,
+    /// RFC 3339 (default now): a late upload is priced with the rules of this time.
+    pub placed_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderLineView {
+    pub line_id: i64,
+    pub sku: String,
+    pub name: String,
+    pub category: String,
+    pub qty: i64,
+    pub unit_price_fen: i64,
+    pub catalogue_price_fen: i64,
+    pub price_override_reason: Option<String>,
+    pub subtotal_fen: i64,
+    pub discount_fen: i64,
+    pub points_value_fen: i64,
+    pub paid_fen: i64,
+    pub points_earned: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderView {
+    /// Absent in a quote.
+    pub id: Option<String>,
+    /// completed (till sale), placed (online), cancelled; absent in a quote.
+    pub status: Option<String>,
+    pub order_ref: String,
+    pub channel: String,
+    pub store_id: Option<String>,
+    pub member_id: Option<String>,
+    pub associate_id: Option<String>,
+    pub placed_at: String,
+    pub program_version: i64,
+    pub lines: Vec<OrderLineView>,
+    pub subtotal_fen: i64,
+    pub discount_fen: i64,
+    pub points_redeemed: i64,
+    pub points_value_fen: i64,
+    pub payable_fen: i64,
+    pub points_earned: i64,
+}
+
+fn line_views(lines: &[orders::OrderLine]) -> Vec<OrderLineView> {
+    lines
+        .iter()
+        .map(|l| OrderLineView {
+            line_id: l.line_no,
+            sku: l.sku.clone(),
+            name: l.name.clone(),
+            category: l.category.clone(),
+            qty: l.qty,
+            unit_price_fen: l.unit_price_fen,
+            catalogue_price_fen: l.catalogue_price_fen,
+            price_override_reason: l.override_reason.clone(),
+            subtotal_fen: l.subtotal_fen,
+            discount_fen: l.discount_fen,
+            points_value_fen: l.points_value_fen,
+            paid_fen: l.paid_fen,
+            points_earned: l.points_earned,
+        })
+        .collect()
+}
+
+fn order_view(o: &Order) -> OrderView {
+    OrderView {
+        id: Some(o.id.clone()),
+        status: Some(o.status.clone()),
+        order_ref: o.order_ref.clone(),
+        channel: o.channel.clone(),
+        store_id: o.store_id.clone(),
+        member_id: o.member_id.clone(),
+        associate_id: o.associate_id.clone(),
+        placed_at: rfc3339(o.placed_at),
+        program_version: o.program_version,
+        lines: line_views(&o.lines),
+        subtotal_fen: o.subtotal_fen,
+        discount_fen: o.discount_fen,
+        points_redeemed: o.points_redeemed,
+        points_value_fen: o.points_value_fen,
+        payable_fen: o.payable_fen,
+        points_earned: o.points_earned,
+    }
+}
+
+/// How far ahead of the server's clock a till's `placed_at` may be (clock skew).
+const MAX_CLOCK_SKEW_MS: i64 = 5 * 60_000;
+
+fn parse_order(state: &AppState, caller: &Caller, body: OrderIn) -> Result<NewOrder, ApiError> {
+    let p = &caller.0;
+    let mut v = Validator::new();
+    let now = state.now();
+    let order_ref = body.order_ref.trim().to_string();
+    if order_ref.is_empty() || order_ref.len() > 64 {
+        v.push("order_ref", "1 to 64 characters");
+    }
+    let channel = match (&p.channel, body.channel) {
+        (Some(own), Some(asked)) if *own != asked => {
+            return Err(ApiError::forbidden(format!(
+                "this key writes only for channel {own}"
+            )));
+        }
+        (Some(own), _) => own.clone(),
+        (None, Some(c)) => c,
+        (None, None) if p.role == Role::Store => "pos".to_string(),
+        (None, None) => {
+            v.push("channel", "required");
+            String::new()
+        }
+    };
+    if !channel.is_empty() && !catalogue::check_channel(&channel) {
+        v.push("channel", "a snake_case channel name");
+    }
+    let store_id = match (&p.store_id, body.store_id) {
+        (Some(own), Some(asked)) if *own != asked => {
+            return Err(ApiError::forbidden(format!(
+                "this key writes only for store {own}"
+            )));
+        }
+        (Some(own), _) => Some(own.clone()),
+        (None, s) => s,
+    };
+    if orders::TILL_CHANNELS.contains(&channel.as_str()) && store_id.is_none() {
+        v.push("store_id", "a till sale names its store");
+    }
+    if body.lines.is_empty() || body.lines.len() > 200 {
+        v.push("lines", "1 to 200 lines");
+    }
+    let mut lines = Vec::new();
+    for (i, l) in body.lines.into_iter().enumerate() {
+        if !(1..=100_000).contains(&l.qty) {
+            v.push(format!("lines[{i}].qty"), "1 to 100,000");
+        }
+        if l.unit_price_fen.is_some_and(|u| u < 0) {
+            v.push(format!("lines[{i}].unit_price_fen"), "not negative");
+        }
+        if l.price_override_reason.is_some() && p.role != Role::Store && p.role != Role::Admin {
+            return Err(ApiError::forbidden(
+                "only a till (store key) may override a catalogue price",
+            ));
+        }
+        lines.push(LineIn {
+            sku: l.sku,
+            qty: l.qty,
+            unit_price_fen: l.unit_price_fen,
+            override_reason: l.price_override_reason,
+        });
+    }
+    if body.points_to_redeem < 0 {
+        v.push("points_to_redeem", "not negative");
+    }
+    let placed_at = match &body.placed_at {
+        Some(s) => v.check("placed_at", parse_time("", s)).unwrap_or(now),
+        None => now,
+    };
+    if placed_at > now + MAX_CLOCK_SKEW_MS {
+        v.push("placed_at", "in the future");
+    }
+    v.finish()?;
+    Ok(NewOrder {
+        order_ref,
+        channel,
+        store_id,
+        member_id: body.member_id,
+        associate_id: body.associate_id,
+        lines,
+        points_to_redeem: body.points_to_redeem,
+        placed_at,
+    })
+}
+
+/// Record an order from any channel
+///
+/// Priced from the catalogue and the loyalty programme in force at `placed_at`; the order,
+/// its points redeemed and earned commit together or not at all. A second order with the
+/// same (channel, store_id, order_ref) returns the first (200) and changes nothing.
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = OrderIn,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replay-safe retries")),
+    responses((status = 201, body = OrderView, description = "recorded"), (status = 200, body = OrderView, description = "already recorded under this order_ref"),
+        (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn place(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<OrderIn>,
+) -> ApiResult<(StatusCode, axum::Json<OrderView>)> {
+    caller.require(Action::PlaceOrder)?;
+    let order = parse_order(&state, &caller, body)?;
+    let now = state.now();
+    let p = caller.0.clone();
+    let (o, created) = state
+        .store
+        .write(move |tx, _| {
+            let r = orders::place(tx, &order, now)?;
+            audit_admin(tx, &p, now, "order.place", Some(&r.0.id))?;
+            Ok(r)
+        })
+        .await?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        axum::Json(order_view(&o)),
+    ))
+}
+
+/// Price a basket with no effects
+///
+/// The same pricing as an order (the till shows the total before payment); nothing is stored.
+#[utoipa::path(post, path = "/v1/orders/quote", tag = "orders", request_body = OrderIn,
+    responses((status = 200, body = OrderView), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn quote(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<OrderIn>,
+) -> ApiResult<axum::Json<OrderView>> {
+    caller.require(Action::PlaceOrder)?;
+    let o = parse_order(&state, &caller, body)?;
+    let o2 = o.clone();
+    let (member, version, lines, priced) = state
+        .store
+        .read_short(move |tx, _| orders::prepare(tx, &o2))
+        .await?;
+    Ok(axum::Json(OrderView {
+        id: None,
+        status: None,
+        order_ref: o.order_ref,
+        channel: o.channel,
+        store_id: o.store_id,
+        member_id: member,
+        associate_id: o.associate_id,
+        placed_at: rfc3339(o.placed_at),
+        program_version: version,
+        lines: line_views(&lines),
+        subtotal_fen: priced.subtotal_fen,
+        discount_fen: priced.discount_fen,
+        points_redeemed: priced.points_redeemed,
+        points_value_fen: priced.points_value_fen,
+        payable_fen: priced.payable_fen,
+        points_earned: priced.points_earned,
+    }))
+}
+
+/// Read an order
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", params(("id" = String, Path)),
+    responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn get_order(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<OrderView>> {
+    caller.require(Action::ReadOrder)?;
+    let o = state
+        .store
+        .read_short(move |tx, _| orders::get(tx, &id))
+        .await?
+        .ok_or_else(|| DomainError::not_found("order"))?;
+    Ok(axum::Json(order_view(&o)))
+}
+
+/// Cancel an order that has not been fulfilled
+///
+/// Redeemed points come back and earned points are taken back, in one transaction. A till
+/// sale is complete at once: undo it with a return.
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", params(("id" = String, Path)),
+    responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<OrderView>> {
+    caller.require(Action::CancelOrder)?;
+    let now = state.now();
+    let p = caller.0.clone();
+    let o = state
+        .store
+        .write(move |tx, _| {
+            let existing = orders::get(tx, &id)?.ok_or_else(|| DomainError::not_found("order"))?;
+            if p.channel.as_ref().is_some_and(|c| *c != existing.channel)
+                || p.store_id
+                    .as_ref()
+                    .is_some_and(|s| Some(s) != existing.store_id.as_ref())
+            {
+                return Err(DomainError::new(
+                    ronghe_domain::Code::Forbidden,
+                    "this key may cancel only its own channel's or store's orders",
+                )
+                .into());
+            }
+            let o = orders::cancel(tx, &id, now)?;
+            audit_admin(tx, &p, now, "order.cancel", Some(&id))?;
+            Ok(o)
+        })
+        .await?;
+    Ok(axum::Json(order_view(&o)))
+}
+
+// ---------- points ----------
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct LedgerQuery {
+    /// Page backwards: the smallest entry id of the previous page.
+    pub before: Option<i64>,
+    /// 1–500, default 50.
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerEntryView {
+    pub id: i64,
+    pub delta: i64,
+    /// earn, redeem, cancel_earn, cancel_redeem, adjustment
+    pub reason: String,
+    pub ref_type: String,
+    pub ref_id: String,
+    pub note: Option<String>,
+    pub at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PointsView {
+    pub member_id: String,
+    /// Always the sum of the ledger; never negative.
+    pub balance: i64,
+    /// Newest first.
+    pub ledger: Vec<LedgerEntryView>,
+    pub next_before: Option<i64>,
+}
+
+/// Read a member's points: balance and ledger
+#[utoipa::path(get, path = "/v1/members/{id}/points", tag = "loyalty", params(("id" = String, Path), LedgerQuery),
+    responses((status = 200, body = PointsView), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn get_points(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<LedgerQuery>,
+) -> ApiResult<axum::Json<PointsView>> {
+    caller.require(Action::ReadMember)?;
+    points_view(&state, id, q).await
+}
+
+async fn points_view(
+    state: &AppState,
+    id: String,
+    q: LedgerQuery,
+) -> ApiResult<axum::Json<PointsView>> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(DomainError::field("limit", "1 to 500").into());
+    }
+    let (id, balance, entries) = state
+        .store
+        .read_short(move |tx, _| {
+            let id = members::resolve(tx, &id)?;
+            let b = points::balance(tx, &id)?;
+            let e = points::ledger(tx, &id, q.before, limit)?;
+            Ok((id, b, e))
+        })
+        .await?;
+    let next_before = (entries.len() as i64 == limit)
+        .then(|| entries.last().map(|e| e.id))
+        .flatten();
+    Ok(axum::Json(PointsView {
+        member_id: id,
+        balance,
+        ledger: entries
+            .into_iter()
+            .map(|e| LedgerEntryView {
+                id: e.id,
+                delta: e.delta,
+                reason: e.reason,
+                ref_type: e.ref_type,
+                ref_id: e.ref_id,
+                note: e.note,
+                at: rfc3339(e.at),
+            })
+            .collect(),
+        next_before,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AdjustmentIn {
+    /// Positive to credit, negative to debit (never below a zero balance).
+    pub points: i64,
+    /// Mandatory: why (goodwill, correction…).
+    pub reason: String,
+}
+
+/// Adjust a member's points (admin)
+///
+/// A ledger entry with a mandatory reason; a debit may not take the balance below zero.
+#[utoipa::path(post, path = "/v1/members/{id}/points/adjustments", tag = "loyalty", params(("id" = String, Path)), request_body = AdjustmentIn,
+    responses((status = 200, body = PointsView), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn adjust_points(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<AdjustmentIn>,
+) -> ApiResult<axum::Json<PointsView>> {
+    caller.require(Action::AdjustPoints)?;
+    let mut v = Validator::new();
+    if body.points == 0 || body.points.abs() > 100_000_000 {
+        v.push("points", "non-zero, at most 100,000,000 either way");
+    }
+    let reason = body.reason.trim().to_string();
+    if reason.is_empty() || reason.chars().count() > 200 {
+        v.push("reason", "1 to 200 characters: say why");
+    }
+    v.finish()?;
+    let now = state.now();
+    let p = caller.0.clone();
+    let id = state
+        .store
+        .write(move |tx, _| {
+            // resolve locks the member's row (PostgreSQL), so balance checks cannot interleave.
+            let m = members::resolve(tx, &id)?;
+            let adj_id = format!("adj_{now:x}");
+            points::append(
+                tx,
+                &m,
+                body.points,
+                "adjustment",
+                "adjustment",
+                &adj_id,
+                Some(&reason),
+                now,
+            )?;
+            audit_admin(tx, &p, now, "points.adjust", Some(&m))?;
+            Ok(m)
+        })
+        .await?;
+    points_view(
+        &state,
+        id,
+        LedgerQuery {
+            before: None,
+            limit: None,
+        },
+    )
+    .await
+}

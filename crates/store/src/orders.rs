@@ -1,0 +1,397 @@
+//! Orders from every channel: priced from the catalogue and the loyalty programme in force
+//! at `placed_at`, recorded with their points effects in one transaction, read back,
+//! quoted without effects, and cancelled (reversing their effects) while not fulfilled.
+
+use crate::db::{DbError, Tx};
+use crate::{Result, catalogue, loyalty, members, outbox, points, vals};
+use rand::RngCore;
+use ronghe_domain::catalogue::price_at;
+use ronghe_domain::pricing::{self, Line, Priced};
+use ronghe_domain::{Code, DomainError, Millis};
+
+/// Channels whose sales happen at a till: the goods leave with the shopper, so the order is
+/// complete at once (it is undone by a return, not a cancellation).
+pub const TILL_CHANNELS: &[&str] = &["pos", "self_checkout"];
+
+#[derive(Debug, Clone)]
+pub struct LineIn {
+    pub sku: String,
+    pub qty: i64,
+    /// A price other than the catalogue's needs `override_reason`.
+    pub unit_price_fen: Option<i64>,
+    pub override_reason: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub order_ref: String,
+    pub channel: String,
+    pub store_id: Option<String>,
+    pub member_id: Option<String>,
+    pub associate_id: Option<String>,
+    pub lines: Vec<LineIn>,
+    pub points_to_redeem: i64,
+    pub placed_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderLine {
+    pub line_no: i64,
+    pub sku: String,
+    pub name: String,
+    pub category: String,
+    pub qty: i64,
+    pub unit_price_fen: i64,
+    pub catalogue_price_fen: i64,
+    pub override_reason: Option<String>,
+    pub subtotal_fen: i64,
+    pub discount_fen: i64,
+    pub points_value_fen: i64,
+    pub paid_fen: i64,
+    pub points_earned: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: String,
+    pub order_ref: String,
+    pub channel: String,
+    pub store_id: Option<String>,
+    pub member_id: Option<String>,
+    pub associate_id: Option<String>,
+    pub status: String,
+    pub placed_at: Millis,
+    pub program_version: i64,
+    pub subtotal_fen: i64,
+    pub discount_fen: i64,
+    pub points_redeemed: i64,
+    pub points_value_fen: i64,
+    pub payable_fen: i64,
+    pub points_earned: i64,
+    pub lines: Vec<OrderLine>,
+}
+
+fn new_order_id(now: Millis) -> String {
+    let mut b = [0u8; 5];
+    rand::thread_rng().fill_bytes(&mut b);
+    format!(
+        "o_{:012x}{}",
+        now.clamp(0, 0xffff_ffff_ffff),
+        hex::encode(b)
+    )
+}
+
+/// Price an order against the catalogue and the programme in force at its `placed_at`,
+/// without writing anything. Returns the member it resolves to, the programme version, the
+/// resolved lines and the pricing.
+pub fn prepare(
+    tx: &mut dyn Tx,
+    o: &NewOrder,
+) -> Result<(Option<String>, i64, Vec<OrderLine>, Priced)> {
+    let member = match &o.member_id {
+        Some(m) => Some(members::resolve(tx, m)?),
+        None => None,
+    };
+    let (version, program, _) = loyalty::at(tx, o.placed_at)?;
+    let mut resolved = Vec::with_capacity(o.lines.len());
+    let mut errors = ronghe_domain::error::Validator::new();
+    let mut unknown = Vec::new();
+    for (i, l) in o.lines.iter().enumerate() {
+        let Some(p) = catalogue::get(tx, &l.sku)? else {
+            unknown.push(format!("lines[{i}].sku"));
+            continue;
+        };
+        let Some(catalogue_price) = price_at(&p.prices, &o.channel, o.placed_at) else {
+            unknown.push(format!("lines[{i}].sku"));
+            continue;
+        };
+        let unit = match l.unit_price_fen {
+            Some(u) if u != catalogue_price => {
+                if l.override_reason
+                    .as_deref()
+                    .is_none_or(|r| r.trim().is_empty())
+                {
+                    errors.push(
+                        format!("lines[{i}].unit_price_fen"),
+                        format!("the catalogue price is {catalogue_price}; a different price needs price_override_reason"),
+                    );
+                }
+                u
+            }
+            _ => catalogue_price,
+        };
+        resolved.push(OrderLine {
+            line_no: i as i64 + 1,
+            sku: p.sku,
+            name: p.name,
+            category: p.category,
+            qty: l.qty,
+            unit_price_fen: unit,
+            catalogue_price_fen: catalogue_price,
+            override_reason: if unit != catalogue_price {
+                l.override_reason.clone()
+            } else {
+                None
+            },
+            subtotal_fen: 0,
+            discount_fen: 0,
+            points_value_fen: 0,
+            paid_fen: 0,
+            points_earned: 0,
+        });
+    }
+    if !unknown.is_empty() {
+        let errs = unknown
+            .into_iter()
+            .map(|f| ronghe_domain::FieldError {
+                field: f,
+                code: Code::UnknownSku.as_str(),
+                message: "not in the catalogue at placed_at".into(),
+            })
+            .collect();
+        return Err(DomainError {
+            code: Code::UnknownSku,
+            message: "unknown SKU".into(),
+            errors: errs,
+        }
+        .into());
+    }
+    errors.finish()?;
+    if o.points_to_redeem > 0 && member.is_none() {
+        return Err(
+            DomainError::field("points_to_redeem", "only a member can redeem points").into(),
+        );
+    }
+    let lines: Vec<Line> = resolved
+        .iter()
+        .map(|l| Line {
+            sku: l.sku.clone(),
+            category: l.category.clone(),
+            qty: l.qty,
+            unit_price_fen: l.unit_price_fen,
+        })
+        .collect();
+    let priced = pricing::price(
+        &program,
+        &o.channel,
+        o.placed_at,
+        &lines,
+        o.points_to_redeem,
+        member.is_some(),
+    )?;
+    if let Some(m) = &member {
+        if o.points_to_redeem > 0 {
+            let b = points::balance(tx, m)?;
+            if b < o.points_to_redeem {
+                return Err(DomainError::new(
+                    Code::InsufficientPoints,
+                    format!("the balance is {b} points"),
+                )
+                .into());
+            }
+        }
+    }
+    for (l, p) in resolved.iter_mut().zip(&priced.lines) {
+        l.subtotal_fen = p.subtotal_fen;
+        l.discount_fen = p.discount_fen;
+        l.points_value_fen = p.points_value_fen;
+        l.paid_fen = p.paid_fen;
+        l.points_earned = p.points_earned;
+    }
+    Ok((member, version, resolved, priced))
+}
+
+/// The order already recorded under (channel, store, order_ref), if any.
+pub fn find_by_ref(
+    tx: &mut dyn Tx,
+    channel: &str,
+    store_id: Option<&str>,
+    order_ref: &str,
+) -> Result<Option<Order>> {
+    let r = tx.query_one(
+        "SELECT id FROM orders WHERE channel = $1 AND COALESCE(store_id, '') = $2 AND order_ref = $3",
+        vals![channel, store_id.unwrap_or(""), order_ref],
+    )?;
+    match r {
+        Some(r) => get(tx, &r.string(0)?),
+        None => Ok(None),
+    }
+}
+
+/// Record an order and its points effects. A second order with the same (channel, store,
+/// order_ref) is not recorded again: the first one is returned with `false`.
+pub fn place(tx: &mut dyn Tx, o: &NewOrder, now: Millis) -> Result<(Order, bool)> {
+    if let Some(existing) = find_by_ref(tx, &o.channel, o.store_id.as_deref(), &o.order_ref)? {
+        return Ok((existing, false));
+    }
+    let (member, version, lines, priced) = prepare(tx, o)?;
+    let id = new_order_id(now);
+    let status = if TILL_CHANNELS.contains(&o.channel.as_str()) {
+        "completed"
+    } else {
+        "placed"
+    };
+    tx.exec(
+        "INSERT INTO orders (id, channel, store_id, order_ref, member_id, associate_id, status, placed_at, created_at, updated_at,
+                             program_version, subtotal_fen, discount_fen, points_redeemed, points_value_fen, payable_fen, points_earned)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15, $16)",
+        vals![
+            id.as_str(),
+            o.channel.as_str(),
+            o.store_id.clone(),
+            o.order_ref.as_str(),
+            member.clone(),
+            o.associate_id.clone(),
+            status,
+            o.placed_at,
+            now,
+            version,
+            priced.subtotal_fen,
+            priced.discount_fen,
+            priced.points_redeemed,
+            priced.points_value_fen,
+            priced.payable_fen,
+            priced.points_earned
+        ],
+    )?;
+    for l in &lines {
+        tx.exec(
+            "INSERT INTO order_lines (order_id, line_no, sku, name, category, qty, unit_price_fen, catalogue_price_fen, override_reason,
+                                      subtotal_fen, discount_fen, points_value_fen, paid_fen, points_earned)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            vals![
+                id.as_str(),
+                l.line_no,
+                l.sku.as_str(),
+                l.name.as_str(),
+                l.category.as_str(),
+                l.qty,
+                l.unit_price_fen,
+                l.catalogue_price_fen,
+                l.override_reason.clone(),
+                l.subtotal_fen,
+                l.discount_fen,
+                l.points_value_fen,
+                l.paid_fen,
+                l.points_earned
+            ],
+        )?;
+    }
+    if let Some(m) = &member {
+        points::append(
+            tx,
+            m,
+            -priced.points_redeemed,
+            "redeem",
+            "order",
+            &id,
+            None,
+            now,
+        )?;
+        points::append(tx, m, priced.points_earned, "earn", "order", &id, None, now)?;
+    }
+    outbox::append(
+        tx,
+        "order.placed",
+        member.as_deref(),
+        &serde_json::json!({"order_id": id, "member_id": member}),
+        now,
+    )?;
+    let order = get(tx, &id)?.ok_or_else(|| DbError::Other("order vanished".into()))?;
+    Ok((order, true))
+}
+
+pub fn get(tx: &mut dyn Tx, id: &str) -> Result<Option<Order>> {
+    let Some(r) = tx.query_one(
+        "SELECT id, order_ref, channel, store_id, member_id, associate_id, status, placed_at, program_version, subtotal_fen,
+                discount_fen, points_redeemed, points_value_fen, payable_fen, points_earned
+         FROM orders WHERE id = $1",
+        vals![id],
+    )?
+    else {
+        return Ok(None);
+    };
+    let lines = tx
+        .query(
+            "SELECT line_no, sku, name, category, qty, unit_price_fen, catalogue_price_fen, override_reason, subtotal_fen,
+                    discount_fen, points_value_fen, paid_fen, points_earned
+             FROM order_lines WHERE order_id = $1 ORDER BY line_no",
+            vals![id],
+        )?
+        .iter()
+        .map(|l| {
+            Ok(OrderLine {
+                line_no: l.i64(0)?,
+                sku: l.string(1)?,
+                name: l.string(2)?,
+                category: l.string(3)?,
+                qty: l.i64(4)?,
+                unit_price_fen: l.i64(5)?,
+                catalogue_price_fen: l.i64(6)?,
+                override_reason: l.opt_string(7)?,
+                subtotal_fen: l.i64(8)?,
+                discount_fen: l.i64(9)?,
+                points_value_fen: l.i64(10)?,
+                paid_fen: l.i64(11)?,
+                points_earned: l.i64(12)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(Order {
+        id: r.string(0)?,
+        order_ref: r.string(1)?,
+        channel: r.string(2)?,
+        store_id: r.opt_string(3)?,
+        member_id: r.opt_string(4)?,
+        associate_id: r.opt_string(5)?,
+        status: r.string(6)?,
+        placed_at: r.i64(7)?,
+        program_version: r.i64(8)?,
+        subtotal_fen: r.i64(9)?,
+        discount_fen: r.i64(10)?,
+        points_redeemed: r.i64(11)?,
+        points_value_fen: r.i64(12)?,
+        payable_fen: r.i64(13)?,
+        points_earned: r.i64(14)?,
+        lines,
+    }))
+}
+
+/// Cancel an order that has not been fulfilled: redeemed points come back, earned points
+/// are taken back (refused with `insufficient_points` if the member already spent them).
+pub fn cancel(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<Order> {
+    let sql = format!(
+        "SELECT status, member_id, points_redeemed, points_earned FROM orders WHERE id = $1{}",
+        tx.for_update()
+    );
+    let r = tx
+        .query_one(&sql, vals![id])?
+        .ok_or_else(|| DomainError::not_found("order"))?;
+    let status = r.string(0)?;
+    if status != "placed" {
+        let why = if status == "cancelled" {
+            "the order is already cancelled"
+        } else {
+            "a completed till sale is undone by a return"
+        };
+        return Err(DomainError::new(Code::OrderNotCancellable, why).into());
+    }
+    if let Some(m) = r.opt_string(1)? {
+        // The member may have been merged since: the points live with the survivor.
+        let m = members::resolve(tx, &m)?;
+        points::append(tx, &m, r.i64(2)?, "cancel_redeem", "order", id, None, now)?;
+        points::append(tx, &m, -r.i64(3)?, "cancel_earn", "order", id, None, now)?;
+    }
+    tx.exec(
+        "UPDATE orders SET status = 'cancelled', updated_at = $2 WHERE id = $1",
+        vals![id, now],
+    )?;
+    outbox::append(
+        tx,
+        "order.cancelled",
+        None,
+        &serde_json::json!({"order_id": id}),
+        now,
+    )?;
+    get(tx, id)?.ok_or_else(|| DbError::Other("order vanished".into()).into())
+}
