@@ -313,6 +313,7 @@ pub fn raw_sqlite_inserts(dir: &Path, duration: Duration) -> anyhow::Result<Meas
 pub struct Report {
     pub lookup: Option<(Measured, Measured)>,
     pub register: Option<(Measured, Measured)>,
+    pub orders: Option<(Measured, Measured)>,
 }
 
 /// Which parts to run.
@@ -321,6 +322,7 @@ pub enum Parts {
     All,
     Lookup,
     Register,
+    Orders,
 }
 
 /// The whole member benchmark: `members` stored, `seconds` per measurement.
@@ -332,17 +334,23 @@ pub async fn run(
     parts: Parts,
 ) -> anyhow::Result<Report> {
     let d = Duration::from_secs_f64(seconds);
-    let lookup = if parts != Parts::Register {
-        Some(lookup(data_root, members, d, concurrency).await?)
-    } else {
-        None
+    let lookup = match parts {
+        Parts::All | Parts::Lookup => Some(lookup(data_root, members, d, concurrency).await?),
+        _ => None,
     };
-    let register = if parts != Parts::Lookup {
-        Some(register(data_root, d, concurrency).await?)
-    } else {
-        None
+    let register = match parts {
+        Parts::All | Parts::Register => Some(register(data_root, d, concurrency).await?),
+        _ => None,
     };
-    Ok(Report { lookup, register })
+    let orders = match parts {
+        Parts::All | Parts::Orders => Some(orders(data_root, d, concurrency).await?),
+        _ => None,
+    };
+    Ok(Report {
+        lookup,
+        register,
+        orders,
+    })
 }
 
 /// Lookup over HTTP, and its baseline.
@@ -410,4 +418,144 @@ async fn register(
         tokio::task::spawn_blocking(move || raw_sqlite_inserts(&dir, d)).await??
     };
     Ok((register_http, insert_raw))
+}
+
+/// Members of the order benchmark: each starts with a large points balance.
+const ORDER_MEMBERS: u64 = 10_000;
+
+fn order_member(i: u64) -> String {
+    format!("m_bench{i:010}")
+}
+
+/// A store of [`ORDER_MEMBERS`] members with points and a three-product catalogue.
+async fn orders_store(dir: &Path) -> anyhow::Result<Store> {
+    let ready = dir.join("ready");
+    let mut opts = StoreOptions::new(Location::Sqlite(dir.to_path_buf()));
+    opts.master_key = Some(BENCH_KEY.into());
+    if !ready.exists() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let store = tokio::task::spawn_blocking(move || Store::open(&opts)).await??;
+    if !ready.exists() {
+        let items: Vec<ronghe_store::catalogue::Item> =
+            [("A", "food", 1299), ("B", "drink", 500), ("C", "food", 333)]
+                .into_iter()
+                .map(|(sku, cat, price)| ronghe_store::catalogue::Item {
+                    sku: sku.into(),
+                    name: format!("商品{sku}"),
+                    category: cat.into(),
+                    price_fen: price,
+                    channel_prices_fen: Default::default(),
+                    effective_from: 0,
+                })
+                .collect();
+        store
+            .write(move |tx, _| ronghe_store::catalogue::upsert(tx, &items, 0))
+            .await?;
+        for chunk in (0..ORDER_MEMBERS).collect::<Vec<_>>().chunks(2_000) {
+            let regs: Vec<Registration> = chunk
+                .iter()
+                .map(|i| Registration {
+                    member_id: Some(order_member(*i)),
+                    ..registration(10_000_000 + i)
+                })
+                .collect();
+            store
+                .write(move |tx, kr| {
+                    for r in &regs {
+                        let id = members::register(tx, kr, r, "bench", 0)?.id;
+                        ronghe_store::points::append(
+                            tx,
+                            &id,
+                            100_000_000,
+                            "adjustment",
+                            "adjustment",
+                            "bench",
+                            Some("bench"),
+                            0,
+                        )?;
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
+        std::fs::write(&ready, ORDER_MEMBERS.to_string())?;
+    }
+    Ok(store)
+}
+
+/// The full order path over HTTP (member, 3 lines, points redeemed and earned), and its
+/// baseline: raw durable SQLite inserts of the same rows (one order and three lines per commit).
+async fn orders(
+    data_root: &Path,
+    d: Duration,
+    concurrency: usize,
+) -> anyhow::Result<(Measured, Measured)> {
+    let dir = data_root.join(format!(
+        "orders-{ORDER_MEMBERS}-schema-{}",
+        ronghe_store::schema_fingerprint()
+    ));
+    let store = orders_store(&dir).await?;
+    let base = start_server(store.clone()).await?;
+    let till = key(&store, ronghe_domain::auth::Role::Store, Some("S001")).await?;
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let http = http_load(
+        "HTTP POST /v1/orders (member, 3 lines, points)",
+        &base,
+        &till,
+        "/v1/orders",
+        concurrency,
+        d,
+        Arc::new(move |i| {
+            serde_json::json!({"order_ref": format!("{run}-{i}"), "member_id": order_member(i % ORDER_MEMBERS), "points_to_redeem": 100,
+                "lines": [{"sku": "A", "qty": 2}, {"sku": "B", "qty": 1}, {"sku": "C", "qty": 3}]})
+        }),
+    )
+    .await?;
+    let raw = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || raw_order_inserts(&dir, d)).await??
+    };
+    Ok((http, raw))
+}
+
+/// Baseline: the order's rows alone, one durable transaction per order.
+pub fn raw_order_inserts(dir: &Path, duration: Duration) -> anyhow::Result<Measured> {
+    let path = dir.join("raw-orders-baseline.db");
+    let _ = std::fs::remove_file(&path);
+    let mut conn = rusqlite::Connection::open(&path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+         CREATE TABLE o (id TEXT PRIMARY KEY, member_id TEXT, payable_fen INTEGER, created_at INTEGER);
+         CREATE TABLE l (order_id TEXT, line_no INTEGER, sku TEXT, qty INTEGER, paid_fen INTEGER, PRIMARY KEY (order_id, line_no));",
+    )?;
+    let mut lat = Vec::new();
+    let started = Instant::now();
+    let mut i = 0u64;
+    while started.elapsed() < duration {
+        let t = Instant::now();
+        let tx = conn.transaction()?;
+        let id = format!("o_{i:012}");
+        tx.execute(
+            "INSERT INTO o VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![id, order_member(i % ORDER_MEMBERS), 3097, i as i64],
+        )?;
+        for (n, sku) in ["A", "B", "C"].iter().enumerate() {
+            tx.execute(
+                "INSERT INTO l VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![id, n as i64, sku, 1, 1000],
+            )?;
+        }
+        tx.commit()?;
+        lat.push(t.elapsed().as_micros() as u64);
+        i += 1;
+    }
+    Ok(Measured::from(
+        "baseline: raw order + 3 lines, 1 order per commit",
+        lat,
+        0,
+        started.elapsed().as_secs_f64(),
+    ))
 }

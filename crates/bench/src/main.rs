@@ -16,7 +16,7 @@ struct Opt {
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Run only `lookup` or `register`.
+    /// Run only `lookup`, `register` or `orders`.
     #[arg(long)]
     only: Option<String>,
     /// Where generated data is cached.
@@ -33,7 +33,8 @@ fn main() -> anyhow::Result<()> {
         None => ronghe_bench::Parts::All,
         Some("lookup") => ronghe_bench::Parts::Lookup,
         Some("register") => ronghe_bench::Parts::Register,
-        Some(other) => anyhow::bail!("--only takes lookup or register, not {other}"),
+        Some("orders") => ronghe_bench::Parts::Orders,
+        Some(other) => anyhow::bail!("--only takes lookup, register or orders, not {other}"),
     };
     let r = rt.block_on(ronghe_bench::run(
         &o.data,
@@ -62,6 +63,16 @@ fn main() -> anyhow::Result<()> {
         println!(
             "  → registration over HTTP: {:.0}/s (target ≥ 5,000/s); {:.2}× raw durable SQLite inserts",
             http.per_second(),
+            http.per_second() / raw.per_second()
+        );
+    }
+    if let Some((http, raw)) = &r.orders {
+        println!("{http}");
+        println!("{raw}");
+        println!(
+            "  → orders over HTTP: {:.0}/s (target ≥ 5,000/s), p99 {:.1} ms (target < 20 ms); {:.2}× inserting the order rows alone",
+            http.per_second(),
+            http.p99_us as f64 / 1000.0,
             http.per_second() / raw.per_second()
         );
     }

@@ -12,4 +12,7 @@ async fn member_benchmark_runs_at_a_tiny_size() {
     let (http, raw) = r.register.unwrap();
     assert!(http.ops > 0 && http.errors == 0, "{http}");
     assert!(raw.ops > 0);
+    let (http, raw) = r.orders.unwrap();
+    assert!(http.ops > 0 && http.errors == 0, "{http}");
+    assert!(raw.ops > 0);
 }
