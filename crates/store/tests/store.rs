@@ -291,3 +291,209 @@ fn idempotency_claims_replay_conflict_and_expire() {
         );
     }
 }
+
+mod ledger {
+    //! Random sequences of orders, cancellations, adjustments and merges: the balance always
+    //! equals the sum of the ledger, never goes negative, and matches a simple model.
+
+    use super::*;
+    use ronghe_store::orders::{self, LineIn, NewOrder};
+    use ronghe_store::{catalogue, points};
+
+    #[derive(Debug, Clone)]
+    pub enum Cmd {
+        Order {
+            member: usize,
+            qty: i64,
+            redeem: i64,
+            online: bool,
+        },
+        Cancel {
+            order: usize,
+        },
+        Adjust {
+            member: usize,
+            points: i64,
+        },
+        Merge {
+            into: usize,
+            from: usize,
+        },
+    }
+
+    pub fn cmd() -> impl Strategy<Value = Cmd> {
+        prop_oneof![
+            4 => (0usize..3, 1i64..5, 0i64..3000, any::<bool>()).prop_map(|(member, qty, redeem, online)| Cmd::Order { member, qty, redeem, online }),
+            2 => (0usize..8).prop_map(|order| Cmd::Cancel { order }),
+            2 => (0usize..3, -2000i64..3000).prop_map(|(member, points)| Cmd::Adjust { member, points }),
+            1 => (0usize..3, 0usize..3).prop_map(|(into, from)| Cmd::Merge { into, from }),
+        ]
+    }
+
+    pub fn run(cmds: &[Cmd]) -> Result<(), TestCaseError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for backend in backends() {
+            let schema = fresh_schema();
+            let store = open(&backend, KEY_A, Some(&schema)).unwrap();
+            let item = catalogue::Item {
+                sku: "A".into(),
+                name: "a".into(),
+                category: "food".into(),
+                price_fen: 1999,
+                channel_prices_fen: Default::default(),
+                effective_from: 0,
+            };
+            rt.block_on(
+                store.write(move |tx, _| catalogue::upsert(tx, std::slice::from_ref(&item), 0)),
+            )
+            .unwrap();
+            let mut ids = Vec::new();
+            for i in 0..3 {
+                let reg = Registration {
+                    identities: vec![(pool_identity(i * 3), true)],
+                    ..Default::default()
+                };
+                ids.push(
+                    rt.block_on(store.write(move |tx, kr| members::register(tx, kr, &reg, "t", 1)))
+                        .unwrap()
+                        .id,
+                );
+            }
+            // Model: a balance per member group; `group[i]` is the survivor index of member i.
+            let mut group: Vec<usize> = (0..3).collect();
+            let mut balance = [0i64; 3];
+            let mut placed: Vec<(String, usize, i64, i64, bool)> = Vec::new(); // id, member, redeemed, earned, cancellable
+            let mut now = 1_000;
+            for (n, c) in cmds.iter().enumerate() {
+                now += 1;
+                match c.clone() {
+                    Cmd::Order {
+                        member,
+                        qty,
+                        redeem,
+                        online,
+                    } => {
+                        let g = group[member];
+                        let o = NewOrder {
+                            order_ref: format!("r{n}"),
+                            channel: if online { "web".into() } else { "pos".into() },
+                            store_id: Some("S1".into()),
+                            member_id: Some(ids[member].clone()),
+                            associate_id: None,
+                            lines: vec![LineIn {
+                                sku: "A".into(),
+                                qty,
+                                unit_price_fen: None,
+                                override_reason: None,
+                            }],
+                            points_to_redeem: redeem,
+                            placed_at: now,
+                        };
+                        let r = rt.block_on(store.write(move |tx, _| orders::place(tx, &o, now)));
+                        let max = qty * 1999 / 2;
+                        if redeem > balance[g] || redeem > max {
+                            prop_assert!(
+                                r.is_err(),
+                                "{c:?} should be refused: balance {}",
+                                balance[g]
+                            );
+                        } else {
+                            let (o, _) = r.unwrap();
+                            prop_assert_eq!(o.points_earned, (qty * 1999 - redeem) / 100);
+                            balance[g] += o.points_earned - redeem;
+                            placed.push((o.id, member, redeem, o.points_earned, online));
+                        }
+                    }
+                    Cmd::Cancel { order } => {
+                        let Some((id, member, redeemed, earned, online)) =
+                            placed.get(order).cloned()
+                        else {
+                            continue;
+                        };
+                        let g = group[member];
+                        let r = rt.block_on(store.write(move |tx, _| orders::cancel(tx, &id, now)));
+                        if online && balance[g] + redeemed - earned >= 0 {
+                            r.unwrap();
+                            balance[g] += redeemed - earned;
+                            placed[order].4 = false;
+                        } else {
+                            prop_assert!(r.is_err());
+                        }
+                    }
+                    Cmd::Adjust { member, points } => {
+                        let g = group[member];
+                        let id = ids[member].clone();
+                        let r = rt.block_on(store.write(move |tx, _| {
+                            let m = members::resolve(tx, &id)?;
+                            points::append(
+                                tx,
+                                &m,
+                                points,
+                                "adjustment",
+                                "adjustment",
+                                "t",
+                                Some("t"),
+                                now,
+                            )
+                        }));
+                        if balance[g] + points < 0 {
+                            prop_assert!(r.is_err());
+                        } else {
+                            r.unwrap();
+                            balance[g] += points;
+                        }
+                    }
+                    Cmd::Merge { into, from } => {
+                        let (gi, gf) = (group[into], group[from]);
+                        let (a, b) = (ids[into].clone(), ids[from].clone());
+                        let r =
+                            rt.block_on(store.write(move |tx, kr| {
+                                members::merge_members(tx, kr, &a, &b, "t", now)
+                            }));
+                        if gi == gf {
+                            prop_assert!(r.is_err());
+                        } else {
+                            r.unwrap();
+                            balance[gi] += balance[gf];
+                            balance[gf] = 0;
+                            for g in group.iter_mut() {
+                                if *g == gf {
+                                    *g = gi;
+                                }
+                            }
+                        }
+                    }
+                }
+                for (i, id) in ids.iter().enumerate() {
+                    let id = id.clone();
+                    let (b, sum) = store
+                        .read_blocking(move |tx, _| {
+                            let m = members::resolve(tx, &id)?;
+                            let b = points::balance(tx, &m)?;
+                            let sum: i64 = points::ledger(tx, &m, None, 10_000)?
+                                .iter()
+                                .map(|e| e.delta)
+                                .sum();
+                            Ok((b, sum))
+                        })
+                        .unwrap();
+                    prop_assert_eq!(b, sum, "the balance is the sum of the ledger");
+                    prop_assert!(b >= 0, "never negative");
+                    prop_assert_eq!(b, balance[group[i]], "matches the model");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #[test]
+    fn the_points_ledger_stays_consistent_under_random_commands(cmds in proptest::collection::vec(ledger::cmd(), 1..30)) {
+        ledger::run(&cmds)?;
+    }
+}
