@@ -1,6 +1,8 @@
 //! The demo data set: members with Chinese names, cities and identities across channels
-//! (phone at the till, WeChat in the mini-program, cards, email), with consents. The same
-//! seed gives the same data. Later features add their part here.
+//! (phone at the till, WeChat in the mini-program, cards, email), with consents; a catalogue
+//! with a mini-program price, a loyalty programme with a Double 11 promotion, and twelve months
+//! of orders across channels and stores, some paying with points. The same seed gives the same
+//! data. Later features add their part here.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -144,10 +146,139 @@ pub fn registrations(n: usize, seed: u64) -> Vec<Registration> {
     out
 }
 
+const PRODUCTS: &[(&str, &str, &str, i64)] = &[
+    ("MILK-1L", "有机纯牛奶 1L", "dairy", 1299),
+    ("YOG-4", "原味酸奶 4杯", "dairy", 1590),
+    ("RICE-5KG", "东北大米 5kg", "grocery", 4990),
+    ("OIL-5L", "花生油 5L", "grocery", 8990),
+    ("WATER-24", "矿泉水 24瓶", "drink", 2880),
+    ("TEA-500", "龙井茶 500g", "drink", 19800),
+    ("DIAPER-L", "婴儿纸尿裤 L码", "baby", 12900),
+    ("FORMULA-3", "婴幼儿配方奶粉 3段", "baby", 26800),
+    ("SHAMPOO", "洗发水 750ml", "personal_care", 5990),
+    ("TISSUE-10", "抽纸 10包", "household", 2490),
+    ("APPLE-2KG", "烟台苹果 2kg", "fresh", 3580),
+    ("DUMPLING", "速冻水饺 1kg", "frozen", 2290),
+];
+
+const DAY_MS: Millis = 86_400_000;
+
+/// The catalogue and programme of the demo, in force from 400 days ago.
+fn catalogue_and_programme(
+    store: &Store,
+    now: Millis,
+) -> impl std::future::Future<Output = Result<()>> + '_ {
+    let from = now - 400 * DAY_MS;
+    let items: Vec<ronghe_store::catalogue::Item> = PRODUCTS
+        .iter()
+        .map(|(sku, name, cat, price)| ronghe_store::catalogue::Item {
+            sku: (*sku).into(),
+            name: (*name).into(),
+            category: (*cat).into(),
+            price_fen: *price,
+            // One published channel price: water is cheaper in the mini-program.
+            channel_prices_fen: if *sku == "WATER-24" {
+                [("mini_program".to_string(), 2680)].into()
+            } else {
+                Default::default()
+            },
+            effective_from: from,
+        })
+        .collect();
+    let mut program = ronghe_domain::loyalty::Program::default();
+    program
+        .earn
+        .channel_multipliers_bp
+        .insert("mini_program".into(), 15_000);
+    program
+        .earn
+        .category_multipliers_bp
+        .insert("baby".into(), 20_000);
+    program
+        .earn
+        .promotions
+        .push(ronghe_domain::loyalty::Promotion {
+            name: "双11 双倍积分".into(),
+            from_ms: now - 30 * DAY_MS,
+            to_ms: now - 29 * DAY_MS,
+            multiplier_bp: 20_000,
+        });
+    store.write(move |tx, _| {
+        ronghe_store::catalogue::upsert(tx, &items, from)?;
+        ronghe_store::loyalty::set(tx, &program, from, from)?;
+        Ok(())
+    })
+}
+
+/// Twelve months of orders for the demo members, deterministic by seed.
+fn orders_for(
+    member_ids: &[(String, String, Option<String>)],
+    seed: u64,
+    now: Millis,
+) -> Vec<ronghe_store::orders::NewOrder> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x6f72_6465_7273);
+    let mut out = Vec::new();
+    for (k, (id, channel, store)) in member_ids.iter().enumerate() {
+        for j in 0..rng.gen_range(0..9) {
+            let online = rng.gen_bool(0.4);
+            // Offline purchases happen at a till; online ones in the member's own channel or another.
+            let channel = if !online {
+                "pos".to_string()
+            } else if channel != "pos" && rng.gen_bool(0.5) {
+                channel.clone()
+            } else {
+                ["mini_program", "app", "web"][rng.gen_range(0..3)].to_string()
+            };
+            let till = ronghe_store::orders::TILL_CHANNELS.contains(&channel.as_str());
+            let store_id = if till {
+                store
+                    .clone()
+                    .or_else(|| Some(format!("S{:03}", rng.gen_range(1..=10))))
+            } else {
+                None
+            };
+            let lines = (0..rng.gen_range(1..5))
+                .map(|_| ronghe_store::orders::LineIn {
+                    sku: PRODUCTS[rng.gen_range(0..PRODUCTS.len())].0.into(),
+                    qty: rng.gen_range(1..4),
+                    unit_price_fen: None,
+                    override_reason: None,
+                })
+                .collect();
+            out.push(ronghe_store::orders::NewOrder {
+                order_ref: format!("DEMO-{k}-{j}"),
+                channel: if till { "pos".into() } else { channel },
+                store_id,
+                member_id: Some(id.clone()),
+                associate_id: rng
+                    .gen_bool(0.2)
+                    .then(|| format!("E{:03}", rng.gen_range(1..50))),
+                lines,
+                // Some members pay part with points when they have them (decided when loading).
+                points_to_redeem: if rng.gen_bool(0.25) { 1 } else { 0 },
+                placed_at: now - rng.gen_range(1..365) * DAY_MS - rng.gen_range(0..DAY_MS),
+            });
+        }
+    }
+    out.sort_by_key(|o| o.placed_at);
+    out
+}
+
 /// Write the demo data set through the store's bulk path, in chunks of one transaction each.
-pub async fn load(store: &Store, n: usize, seed: u64, now: Millis) -> Result<usize> {
+/// Returns how many registrations and orders were written.
+pub async fn load(store: &Store, n: usize, seed: u64, now: Millis) -> Result<(usize, usize)> {
     let regs = registrations(n, seed);
     let count = regs.len();
+    let member_ids: Vec<(String, String, Option<String>)> = regs
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.member_id.clone()?,
+                r.source.channel.clone()?,
+                r.source.store_id.clone(),
+            ))
+        })
+        .collect();
     for chunk in regs.chunks(1000) {
         let chunk = chunk.to_vec();
         store
@@ -159,7 +290,41 @@ pub async fn load(store: &Store, n: usize, seed: u64, now: Millis) -> Result<usi
             })
             .await?;
     }
-    Ok(count)
+    catalogue_and_programme(store, now).await?;
+    let orders = orders_for(&member_ids, seed, now);
+    for chunk in orders.chunks(1000) {
+        let chunk = chunk.to_vec();
+        store
+            .write(move |tx, _| {
+                for o in &chunk {
+                    let mut o = o.clone();
+                    if o.points_to_redeem > 0 {
+                        // Redeem what the balance and the programme allow, in whole hundreds.
+                        let member = ronghe_store::members::resolve(
+                            tx,
+                            o.member_id.as_deref().unwrap_or(""),
+                        )?;
+                        let balance = ronghe_store::points::balance(tx, &member)?;
+                        let (_, _, _, priced) = ronghe_store::orders::prepare(
+                            tx,
+                            &ronghe_store::orders::NewOrder {
+                                points_to_redeem: 0,
+                                ..o.clone()
+                            },
+                        )?;
+                        let max = ronghe_domain::pricing::max_redeemable(
+                            &ronghe_domain::loyalty::Program::default(),
+                            priced.subtotal_fen,
+                        );
+                        o.points_to_redeem = balance.min(max) / 100 * 100;
+                    }
+                    ronghe_store::orders::place(tx, &o, o.placed_at)?;
+                }
+                Ok(())
+            })
+            .await?;
+    }
+    Ok((count, orders.len()))
 }
 
 #[cfg(test)]

@@ -79,8 +79,8 @@ async fn serve(o: ServeOpt) -> anyhow::Result<()> {
     if o.demo {
         let empty = store.read(|tx, _| members::count_active(tx)).await? == 0;
         if empty {
-            let n = ronghe_cli::demo::load(&store, o.demo_members, 42, now).await?;
-            tracing::info!(registrations = n, "demo data loaded");
+            let (regs, orders) = ronghe_cli::demo::load(&store, o.demo_members, 42, now).await?;
+            tracing::info!(registrations = regs, orders, "demo data loaded");
         }
     }
     let mut unmasked = Vec::new();
@@ -138,9 +138,9 @@ async fn shutdown_signal() {
 async fn demo(o: DemoOpt) -> anyhow::Result<()> {
     let store = open(&o.store).await?;
     let now = SystemClock.now_ms();
-    let n = ronghe_cli::demo::load(&store, o.members, o.seed, now).await?;
+    let (regs, orders) = ronghe_cli::demo::load(&store, o.members, o.seed, now).await?;
     println!(
-        "Wrote {n} demo registrations ({} members, seed {})",
+        "Wrote {} demo members ({regs} registrations) and {orders} orders (seed {})",
         o.members, o.seed
     );
     Ok(())
