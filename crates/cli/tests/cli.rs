@@ -194,6 +194,21 @@ async fn keys_create_and_demo_work_on_the_data_folder() {
         !m["consents"].as_array().unwrap().is_empty()
             || !m["identities"].as_array().unwrap().is_empty()
     );
+    // The demo's members bought things: some of them have a points ledger.
+    let mut entries = 0;
+    for r in demo.iter().filter_map(|r| r.member_id.clone()).take(10) {
+        let p: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/v1/members/{r}/points", s.base))
+            .bearer_auth(&till)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        entries += p["ledger"].as_array().unwrap().len();
+    }
+    assert!(entries > 0, "demo orders earned points");
     let r = reqwest::Client::new()
         .get(format!("{}/v1/audit", s.base))
         .bearer_auth("rh_e2e_admin_0000000000")
