@@ -2,8 +2,5 @@
 //! dependencies that ship on this platform.
 
 fn main() {
-    println!(
-        "cargo:rustc-env=RONGHE_HOST_TARGET={}",
-        std::env::var("TARGET").unwrap_or_default()
-    );
+    println!("cargo:rustc-env=RONGHE_HOST_TARGET={}", std::env::var("TARGET").unwrap_or_default());
 }

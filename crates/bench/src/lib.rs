@@ -50,10 +50,7 @@ pub async fn members_store(dir: &Path, n: u64) -> anyhow::Result<Store> {
                 .await?;
             i = end;
             if i % 100_000 == 0 || i == n {
-                eprintln!(
-                    "  generated {i}/{n} members ({:.0} s)",
-                    started.elapsed().as_secs_f64()
-                );
+                eprintln!("  generated {i}/{n} members ({:.0} s)", started.elapsed().as_secs_f64());
             }
         }
         std::fs::write(&ready, n.to_string())?;
@@ -64,25 +61,11 @@ pub async fn members_store(dir: &Path, n: u64) -> anyhow::Result<Store> {
 fn registration(i: u64) -> Registration {
     Registration {
         identities: vec![
-            (
-                Identity::from_stored(IdentityKind::Phone, phone(i), None),
-                true,
-            ),
-            (
-                Identity::from_stored(IdentityKind::MemberCard, format!("B{i:09}"), None),
-                true,
-            ),
+            (Identity::from_stored(IdentityKind::Phone, phone(i), None), true),
+            (Identity::from_stored(IdentityKind::MemberCard, format!("B{i:09}"), None), true),
         ],
-        profile: Profile {
-            name: Some(format!("会员{i}")),
-            city: Some("杭州".into()),
-            ..Default::default()
-        },
-        source: Source {
-            channel: Some("pos".into()),
-            store_id: Some("S001".into()),
-            method: None,
-        },
+        profile: Profile { name: Some(format!("会员{i}")), city: Some("杭州".into()), ..Default::default() },
+        source: Source { channel: Some("pos".into()), store_id: Some("S001".into()), method: None },
         ..Default::default()
     }
 }
@@ -103,19 +86,9 @@ impl Measured {
     }
     fn from(name: &str, mut lat: Vec<u64>, errors: u64, seconds: f64) -> Measured {
         lat.sort_unstable();
-        let q = |p: f64| {
-            lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-                .copied()
-                .unwrap_or(0)
-        };
-        Measured {
-            name: name.into(),
-            ops: lat.len() as u64,
-            errors,
-            seconds,
-            p50_us: q(0.50),
-            p99_us: q(0.99),
-        }
+        let q =
+            |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0);
+        Measured { name: name.into(), ops: lat.len() as u64, errors, seconds, p50_us: q(0.50), p99_us: q(0.99) }
     }
 }
 
@@ -138,10 +111,8 @@ impl std::fmt::Display for Measured {
 /// Baseline: the same identity looked up with one SQL query on a connection to the same file.
 pub fn direct_sql_lookup(dir: &Path, n: u64, duration: Duration) -> anyhow::Result<Measured> {
     let kr = Keyring::from_master(Keyring::parse_master(BENCH_KEY)?);
-    let conn = rusqlite::Connection::open_with_flags(
-        dir.join("ronghe.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
+    let conn =
+        rusqlite::Connection::open_with_flags(dir.join("ronghe.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.execute_batch("PRAGMA mmap_size = 17179869184; PRAGMA cache_size = -32768;")?;
     let mut stmt = conn.prepare("SELECT member_id FROM identities WHERE blind = ?1")?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
@@ -152,59 +123,35 @@ pub fn direct_sql_lookup(dir: &Path, n: u64, duration: Duration) -> anyhow::Resu
         let i = rng.gen_range(0..n);
         let t = Instant::now();
         let id = Identity::parse(IdentityKind::Phone, &phone(i), None)?;
-        let found: Option<String> = stmt
-            .query_row([kr.blind(&id.canonical())], |r| r.get(0))
-            .ok();
+        let found: Option<String> = stmt.query_row([kr.blind(&id.canonical())], |r| r.get(0)).ok();
         lat.push(t.elapsed().as_micros() as u64);
         errors += found.is_none() as u64;
     }
-    Ok(Measured::from(
-        "baseline: direct SQL lookup (1 thread)",
-        lat,
-        errors,
-        started.elapsed().as_secs_f64(),
-    ))
+    Ok(Measured::from("baseline: direct SQL lookup (1 thread)", lat, errors, started.elapsed().as_secs_f64()))
 }
 
 /// A server on an ephemeral port over `store`, with rate limits off; returns its base URL.
 pub async fn start_server(store: Store) -> anyhow::Result<String> {
     let config = Config {
-        rate_limit: Limit {
-            per_second: 0.0,
-            burst: 0.0,
-        },
-        lookup_rate_limit: Limit {
-            per_second: 0.0,
-            burst: 0.0,
-        },
+        rate_limit: Limit { per_second: 0.0, burst: 0.0 },
+        lookup_rate_limit: Limit { per_second: 0.0, burst: 0.0 },
         ..Config::default()
     };
     let state = AppState::new(store, Arc::new(SystemClock), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(ronghe_server::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
+    tokio::spawn(ronghe_server::serve(listener, state, std::future::pending()));
     Ok(base)
 }
 
-pub async fn key(
-    store: &Store,
-    role: ronghe_domain::auth::Role,
-    store_id: Option<&str>,
-) -> anyhow::Result<String> {
+pub async fn key(store: &Store, role: ronghe_domain::auth::Role, store_id: Option<&str>) -> anyhow::Result<String> {
     let k = ronghe_store::keys::NewKey {
         role,
         name: "bench".into(),
         store_id: store_id.map(str::to_string),
         channel: None,
     };
-    Ok(store
-        .write(move |tx, _| ronghe_store::keys::create(tx, &k, 0))
-        .await?
-        .secret)
+    Ok(store.write(move |tx, _| ronghe_store::keys::create(tx, &k, 0)).await?.secret)
 }
 
 /// Drive `concurrency` clients for `duration`, each sending what `body(i)` gives to `path`.
@@ -217,33 +164,20 @@ pub async fn http_load(
     duration: Duration,
     body: Arc<dyn Fn(u64) -> serde_json::Value + Send + Sync>,
 ) -> anyhow::Result<Measured> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
     let started = Instant::now();
     let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, url, key, body, counter) = (
-            client.clone(),
-            format!("{base}{path}"),
-            key.to_string(),
-            body.clone(),
-            counter.clone(),
-        );
+        let (client, url, key, body, counter) =
+            (client.clone(), format!("{base}{path}"), key.to_string(), body.clone(), counter.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
             while started.elapsed() < duration {
                 let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let t = Instant::now();
-                let ok = match client
-                    .post(&url)
-                    .bearer_auth(&key)
-                    .json(&body(i))
-                    .send()
-                    .await
-                {
+                let ok = match client.post(&url).bearer_auth(&key).json(&body(i)).send().await {
                     Ok(r) => {
                         let ok = r.status().is_success();
                         let _ = r.bytes().await;
@@ -267,12 +201,7 @@ pub async fn http_load(
         lat.extend(l);
         errors += e;
     }
-    Ok(Measured::from(
-        name,
-        lat,
-        errors,
-        started.elapsed().as_secs_f64(),
-    ))
+    Ok(Measured::from(name, lat, errors, started.elapsed().as_secs_f64()))
 }
 
 /// Baseline: raw durable SQLite inserts (one row per commit, WAL, synchronous=FULL), i.e. the
@@ -285,28 +214,17 @@ pub fn raw_sqlite_inserts(dir: &Path, duration: Duration) -> anyhow::Result<Meas
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
          CREATE TABLE m (id TEXT PRIMARY KEY, phone TEXT UNIQUE, name TEXT, created_at INTEGER);",
     )?;
-    let mut stmt =
-        conn.prepare("INSERT INTO m (id, phone, name, created_at) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut stmt = conn.prepare("INSERT INTO m (id, phone, name, created_at) VALUES (?1, ?2, ?3, ?4)")?;
     let mut lat = Vec::new();
     let started = Instant::now();
     let mut i = 0u64;
     while started.elapsed() < duration {
         let t = Instant::now();
-        stmt.execute(rusqlite::params![
-            format!("m_{i}"),
-            phone(i),
-            "会员",
-            i as i64
-        ])?;
+        stmt.execute(rusqlite::params![format!("m_{i}"), phone(i), "会员", i as i64])?;
         lat.push(t.elapsed().as_micros() as u64);
         i += 1;
     }
-    Ok(Measured::from(
-        "baseline: raw SQLite insert, 1 row per commit",
-        lat,
-        0,
-        started.elapsed().as_secs_f64(),
-    ))
+    Ok(Measured::from("baseline: raw SQLite insert, 1 row per commit", lat, 0, started.elapsed().as_secs_f64()))
 }
 
 /// The figures of one run; a part not asked for is `None`.
@@ -346,11 +264,7 @@ pub async fn run(
         Parts::All | Parts::Orders => Some(orders(data_root, d, concurrency).await?),
         _ => None,
     };
-    Ok(Report {
-        lookup,
-        register,
-        orders,
-    })
+    Ok(Report { lookup, register, orders })
 }
 
 /// Lookup over HTTP, and its baseline.
@@ -360,10 +274,7 @@ async fn lookup(
     d: Duration,
     concurrency: usize,
 ) -> anyhow::Result<(Measured, Measured)> {
-    let dir: PathBuf = data_root.join(format!(
-        "members-{members}-schema-{}",
-        ronghe_store::schema_fingerprint()
-    ));
+    let dir: PathBuf = data_root.join(format!("members-{members}-schema-{}", ronghe_store::schema_fingerprint()));
     let store = members_store(&dir, members).await?;
     let lookup_sql = {
         let dir = dir.clone();
@@ -389,11 +300,7 @@ async fn lookup(
 }
 
 /// Registration over HTTP, and its baseline.
-async fn register(
-    data_root: &Path,
-    d: Duration,
-    concurrency: usize,
-) -> anyhow::Result<(Measured, Measured)> {
+async fn register(data_root: &Path, d: Duration, concurrency: usize) -> anyhow::Result<(Measured, Measured)> {
     // New members go to a separate store, so that the cached lookup data stays as it was.
     let reg_dir = data_root.join("registration-scratch");
     let _ = std::fs::remove_dir_all(&reg_dir);
@@ -437,28 +344,22 @@ async fn orders_store(dir: &Path) -> anyhow::Result<Store> {
     }
     let store = tokio::task::spawn_blocking(move || Store::open(&opts)).await??;
     if !ready.exists() {
-        let items: Vec<ronghe_store::catalogue::Item> =
-            [("A", "food", 1299), ("B", "drink", 500), ("C", "food", 333)]
-                .into_iter()
-                .map(|(sku, cat, price)| ronghe_store::catalogue::Item {
-                    sku: sku.into(),
-                    name: format!("商品{sku}"),
-                    category: cat.into(),
-                    price_fen: price,
-                    channel_prices_fen: Default::default(),
-                    effective_from: 0,
-                })
-                .collect();
-        store
-            .write(move |tx, _| ronghe_store::catalogue::upsert(tx, &items, 0))
-            .await?;
+        let items: Vec<ronghe_store::catalogue::Item> = [("A", "food", 1299), ("B", "drink", 500), ("C", "food", 333)]
+            .into_iter()
+            .map(|(sku, cat, price)| ronghe_store::catalogue::Item {
+                sku: sku.into(),
+                name: format!("商品{sku}"),
+                category: cat.into(),
+                price_fen: price,
+                channel_prices_fen: Default::default(),
+                effective_from: 0,
+            })
+            .collect();
+        store.write(move |tx, _| ronghe_store::catalogue::upsert(tx, &items, 0)).await?;
         for chunk in (0..ORDER_MEMBERS).collect::<Vec<_>>().chunks(2_000) {
             let regs: Vec<Registration> = chunk
                 .iter()
-                .map(|i| Registration {
-                    member_id: Some(order_member(*i)),
-                    ..registration(10_000_000 + i)
-                })
+                .map(|i| Registration { member_id: Some(order_member(*i)), ..registration(10_000_000 + i) })
                 .collect();
             store
                 .write(move |tx, kr| {
@@ -486,21 +387,12 @@ async fn orders_store(dir: &Path) -> anyhow::Result<Store> {
 
 /// The full order path over HTTP (member, 3 lines, points redeemed and earned), and its
 /// baseline: raw durable SQLite inserts of the same rows (one order and three lines per commit).
-async fn orders(
-    data_root: &Path,
-    d: Duration,
-    concurrency: usize,
-) -> anyhow::Result<(Measured, Measured)> {
-    let dir = data_root.join(format!(
-        "orders-{ORDER_MEMBERS}-schema-{}",
-        ronghe_store::schema_fingerprint()
-    ));
+async fn orders(data_root: &Path, d: Duration, concurrency: usize) -> anyhow::Result<(Measured, Measured)> {
+    let dir = data_root.join(format!("orders-{ORDER_MEMBERS}-schema-{}", ronghe_store::schema_fingerprint()));
     let store = orders_store(&dir).await?;
     let base = start_server(store.clone()).await?;
     let till = key(&store, ronghe_domain::auth::Role::Store, Some("S001")).await?;
-    let run = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis();
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
     let http = http_load(
         "HTTP POST /v1/orders (member, 3 lines, points)",
         &base,
@@ -543,19 +435,11 @@ pub fn raw_order_inserts(dir: &Path, duration: Duration) -> anyhow::Result<Measu
             rusqlite::params![id, order_member(i % ORDER_MEMBERS), 3097, i as i64],
         )?;
         for (n, sku) in ["A", "B", "C"].iter().enumerate() {
-            tx.execute(
-                "INSERT INTO l VALUES (?1, ?2, ?3, ?4, ?5)",
-                rusqlite::params![id, n as i64, sku, 1, 1000],
-            )?;
+            tx.execute("INSERT INTO l VALUES (?1, ?2, ?3, ?4, ?5)", rusqlite::params![id, n as i64, sku, 1, 1000])?;
         }
         tx.commit()?;
         lat.push(t.elapsed().as_micros() as u64);
         i += 1;
     }
-    Ok(Measured::from(
-        "baseline: raw order + 3 lines, 1 order per commit",
-        lat,
-        0,
-        started.elapsed().as_secs_f64(),
-    ))
+    Ok(Measured::from("baseline: raw order + 3 lines, 1 order per commit", lat, 0, started.elapsed().as_secs_f64()))
 }

@@ -26,9 +26,7 @@ struct Opt {
 
 fn main() -> anyhow::Result<()> {
     let o = Opt::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let parts = match o.only.as_deref() {
         None => ronghe_bench::Parts::All,
         Some("lookup") => ronghe_bench::Parts::Lookup,
@@ -36,17 +34,8 @@ fn main() -> anyhow::Result<()> {
         Some("orders") => ronghe_bench::Parts::Orders,
         Some(other) => anyhow::bail!("--only takes lookup, register or orders, not {other}"),
     };
-    let r = rt.block_on(ronghe_bench::run(
-        &o.data,
-        o.members,
-        o.seconds,
-        o.concurrency,
-        parts,
-    ))?;
-    println!(
-        "members stored: {}, concurrency {}, {} s per measurement",
-        o.members, o.concurrency, o.seconds
-    );
+    let r = rt.block_on(ronghe_bench::run(&o.data, o.members, o.seconds, o.concurrency, parts))?;
+    println!("members stored: {}, concurrency {}, {} s per measurement", o.members, o.concurrency, o.seconds);
     if let Some((http, sql)) = &r.lookup {
         println!("{http}");
         println!("{sql}");

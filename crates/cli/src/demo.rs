@@ -14,24 +14,19 @@ use ronghe_store::members::{self, ConsentChange, Registration, Source};
 use ronghe_store::{Result, Store};
 
 const SURNAMES: &[&str] = &[
-    "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "郭",
-    "何", "林", "罗", "高",
+    "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "郭", "何", "林", "罗",
+    "高",
 ];
 const GIVEN: &[&str] = &[
-    "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明",
-    "超", "秀英", "霞", "平", "小明", "晓燕", "子涵", "浩然", "欣怡", "宇轩",
+    "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超", "秀英", "霞",
+    "平", "小明", "晓燕", "子涵", "浩然", "欣怡", "宇轩",
 ];
-const CITIES: &[&str] = &[
-    "上海", "北京", "杭州", "广州", "深圳", "成都", "南京", "武汉", "苏州", "西安",
-];
+const CITIES: &[&str] = &["上海", "北京", "杭州", "广州", "深圳", "成都", "南京", "武汉", "苏州", "西安"];
 const CHANNELS: &[&str] = &["pos", "pos", "mini_program", "mini_program", "app", "web"];
 pub const MINI_APP_ID: &str = "wx_demo_mini";
 
 fn identity(kind: IdentityKind, value: &str, app: Option<&str>) -> (Identity, bool) {
-    (
-        Identity::from_stored(kind, value.to_string(), app.map(str::to_string)),
-        true,
-    )
+    (Identity::from_stored(kind, value.to_string(), app.map(str::to_string)), true)
 }
 
 /// The registrations of the demo data set, in order.
@@ -46,11 +41,7 @@ pub fn registrations(n: usize, seed: u64) -> Vec<Registration> {
         let store_id = (channel == "pos").then(|| format!("S{:03}", rng.gen_range(1..=10)));
         let mut ids = vec![identity(IdentityKind::Phone, &phone, None)];
         match channel {
-            "pos" => ids.push(identity(
-                IdentityKind::MemberCard,
-                &format!("VIP{:08}", i + 1),
-                None,
-            )),
+            "pos" => ids.push(identity(IdentityKind::MemberCard, &format!("VIP{:08}", i + 1), None)),
             "mini_program" => {
                 ids.push(identity(
                     IdentityKind::WechatOpenid,
@@ -63,37 +54,17 @@ pub fn registrations(n: usize, seed: u64) -> Vec<Registration> {
                     None,
                 ));
             }
-            "app" => ids.push(identity(
-                IdentityKind::DeviceId,
-                &format!("dev-{:016x}", rng.r#gen::<u64>()),
-                None,
-            )),
-            _ => ids.push(identity(
-                IdentityKind::Email,
-                &format!("member{}@example.com", i + 1),
-                None,
-            )),
+            "app" => ids.push(identity(IdentityKind::DeviceId, &format!("dev-{:016x}", rng.r#gen::<u64>()), None)),
+            _ => ids.push(identity(IdentityKind::Email, &format!("member{}@example.com", i + 1), None)),
         }
-        let name = format!(
-            "{}{}",
-            SURNAMES[rng.gen_range(0..SURNAMES.len())],
-            GIVEN[rng.gen_range(0..GIVEN.len())]
-        );
+        let name = format!("{}{}", SURNAMES[rng.gen_range(0..SURNAMES.len())], GIVEN[rng.gen_range(0..GIVEN.len())]);
         let year = rng.gen_range(1960..2006);
         let profile = Profile {
             name: Some(name),
-            gender: Some(if rng.gen_bool(0.55) {
-                Gender::Female
-            } else {
-                Gender::Male
-            }),
-            birthday: rng.gen_bool(0.8).then(|| {
-                format!(
-                    "{year}-{:02}-{:02}",
-                    rng.gen_range(1..=12),
-                    rng.gen_range(1..=28)
-                )
-            }),
+            gender: Some(if rng.gen_bool(0.55) { Gender::Female } else { Gender::Male }),
+            birthday: rng
+                .gen_bool(0.8)
+                .then(|| format!("{year}-{:02}-{:02}", rng.gen_range(1..=12), rng.gen_range(1..=28))),
             city: Some(CITIES[rng.gen_range(0..CITIES.len())].to_string()),
             address: None,
         };
@@ -101,19 +72,11 @@ pub fn registrations(n: usize, seed: u64) -> Vec<Registration> {
         for purpose in Purpose::ALL {
             for ch in ContactChannel::ALL {
                 if rng.gen_bool(0.4) {
-                    consents.push(ConsentChange {
-                        purpose: *purpose,
-                        channel: *ch,
-                        granted: rng.gen_bool(0.8),
-                    });
+                    consents.push(ConsentChange { purpose: *purpose, channel: *ch, granted: rng.gen_bool(0.8) });
                 }
             }
         }
-        let source = Source {
-            channel: Some(channel.into()),
-            store_id,
-            method: Some("checkbox".into()),
-        };
+        let source = Source { channel: Some(channel.into()), store_id, method: Some("checkbox".into()) };
         out.push(Registration {
             member_id: Some(id),
             identities: ids,
@@ -164,10 +127,7 @@ const PRODUCTS: &[(&str, &str, &str, i64)] = &[
 const DAY_MS: Millis = 86_400_000;
 
 /// The catalogue and programme of the demo, in force from 400 days ago.
-fn catalogue_and_programme(
-    store: &Store,
-    now: Millis,
-) -> impl std::future::Future<Output = Result<()>> + '_ {
+fn catalogue_and_programme(store: &Store, now: Millis) -> impl std::future::Future<Output = Result<()>> + '_ {
     let from = now - 400 * DAY_MS;
     let items: Vec<ronghe_store::catalogue::Item> = PRODUCTS
         .iter()
@@ -186,23 +146,14 @@ fn catalogue_and_programme(
         })
         .collect();
     let mut program = ronghe_domain::loyalty::Program::default();
-    program
-        .earn
-        .channel_multipliers_bp
-        .insert("mini_program".into(), 15_000);
-    program
-        .earn
-        .category_multipliers_bp
-        .insert("baby".into(), 20_000);
-    program
-        .earn
-        .promotions
-        .push(ronghe_domain::loyalty::Promotion {
-            name: "双11 双倍积分".into(),
-            from_ms: now - 30 * DAY_MS,
-            to_ms: now - 29 * DAY_MS,
-            multiplier_bp: 20_000,
-        });
+    program.earn.channel_multipliers_bp.insert("mini_program".into(), 15_000);
+    program.earn.category_multipliers_bp.insert("baby".into(), 20_000);
+    program.earn.promotions.push(ronghe_domain::loyalty::Promotion {
+        name: "双11 双倍积分".into(),
+        from_ms: now - 30 * DAY_MS,
+        to_ms: now - 29 * DAY_MS,
+        multiplier_bp: 20_000,
+    });
     store.write(move |tx, _| {
         ronghe_store::catalogue::upsert(tx, &items, from)?;
         ronghe_store::loyalty::set(tx, &program, from, from)?;
@@ -230,13 +181,8 @@ fn orders_for(
                 ["mini_program", "app", "web"][rng.gen_range(0..3)].to_string()
             };
             let till = ronghe_store::orders::TILL_CHANNELS.contains(&channel.as_str());
-            let store_id = if till {
-                store
-                    .clone()
-                    .or_else(|| Some(format!("S{:03}", rng.gen_range(1..=10))))
-            } else {
-                None
-            };
+            let store_id =
+                if till { store.clone().or_else(|| Some(format!("S{:03}", rng.gen_range(1..=10)))) } else { None };
             let lines = (0..rng.gen_range(1..5))
                 .map(|_| ronghe_store::orders::LineIn {
                     sku: PRODUCTS[rng.gen_range(0..PRODUCTS.len())].0.into(),
@@ -250,9 +196,7 @@ fn orders_for(
                 channel: if till { "pos".into() } else { channel },
                 store_id,
                 member_id: Some(id.clone()),
-                associate_id: rng
-                    .gen_bool(0.2)
-                    .then(|| format!("E{:03}", rng.gen_range(1..50))),
+                associate_id: rng.gen_bool(0.2).then(|| format!("E{:03}", rng.gen_range(1..50))),
                 lines,
                 // Some members pay part with points when they have them (decided when loading).
                 points_to_redeem: if rng.gen_bool(0.25) { 1 } else { 0 },
@@ -271,13 +215,7 @@ pub async fn load(store: &Store, n: usize, seed: u64, now: Millis) -> Result<(us
     let count = regs.len();
     let member_ids: Vec<(String, String, Option<String>)> = regs
         .iter()
-        .filter_map(|r| {
-            Some((
-                r.member_id.clone()?,
-                r.source.channel.clone()?,
-                r.source.store_id.clone(),
-            ))
-        })
+        .filter_map(|r| Some((r.member_id.clone()?, r.source.channel.clone()?, r.source.store_id.clone())))
         .collect();
     for chunk in regs.chunks(1000) {
         let chunk = chunk.to_vec();
@@ -300,17 +238,11 @@ pub async fn load(store: &Store, n: usize, seed: u64, now: Millis) -> Result<(us
                     let mut o = o.clone();
                     if o.points_to_redeem > 0 {
                         // Redeem what the balance and the programme allow, in whole hundreds.
-                        let member = ronghe_store::members::resolve(
-                            tx,
-                            o.member_id.as_deref().unwrap_or(""),
-                        )?;
+                        let member = ronghe_store::members::resolve(tx, o.member_id.as_deref().unwrap_or(""))?;
                         let balance = ronghe_store::points::balance(tx, &member)?;
                         let (_, _, _, priced) = ronghe_store::orders::prepare(
                             tx,
-                            &ronghe_store::orders::NewOrder {
-                                points_to_redeem: 0,
-                                ..o.clone()
-                            },
+                            &ronghe_store::orders::NewOrder { points_to_redeem: 0, ..o.clone() },
                         )?;
                         let max = ronghe_domain::pricing::max_redeemable(
                             &ronghe_domain::loyalty::Program::default(),
@@ -333,16 +265,13 @@ mod tests {
     fn same_seed_same_data() {
         let a = super::registrations(30, 7);
         let b = super::registrations(30, 7);
-        let ids = |v: &Vec<ronghe_store::members::Registration>| {
-            v.iter().map(|r| r.member_id.clone()).collect::<Vec<_>>()
-        };
+        let ids =
+            |v: &Vec<ronghe_store::members::Registration>| v.iter().map(|r| r.member_id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&a), ids(&b));
         assert_ne!(ids(&a), ids(&super::registrations(30, 8)));
         for r in &a {
             for (id, _) in &r.identities {
-                let parsed =
-                    ronghe_domain::identity::Identity::parse(id.kind(), id.value(), id.app_id())
-                        .unwrap();
+                let parsed = ronghe_domain::identity::Identity::parse(id.kind(), id.value(), id.app_id()).unwrap();
                 assert_eq!(&parsed, id, "demo identities are already normalised");
             }
         }

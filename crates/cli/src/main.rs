@@ -3,9 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ronghe_cli::opt::{
-    Cli, Command, DemoOpt, KeysCommand, KeysCreateOpt, LogFormat, ServeOpt, StoreOpt,
-};
+use ronghe_cli::opt::{Cli, Command, DemoOpt, KeysCommand, KeysCreateOpt, LogFormat, ServeOpt, StoreOpt};
 use ronghe_domain::auth::Role;
 use ronghe_server::clock::{Clock, SystemClock};
 use ronghe_server::ratelimit::Limit;
@@ -15,9 +13,7 @@ use std::sync::Arc;
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         match cli.command {
             Command::Serve(o) => serve(o).await,
@@ -30,9 +26,7 @@ fn main() -> anyhow::Result<()> {
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -50,30 +44,20 @@ async fn serve(o: ServeOpt) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now_ms();
     if let Some(secret) = o.admin_key.clone().filter(|k| !k.is_empty()) {
-        store
-            .write(move |tx, _| keys::ensure_admin(tx, &secret, now))
-            .await?;
+        store.write(move |tx, _| keys::ensure_admin(tx, &secret, now)).await?;
     } else {
         let created = store
             .write(move |tx, _| {
                 if keys::count(tx)? > 0 {
                     return Ok(None);
                 }
-                let key = keys::NewKey {
-                    role: Role::Admin,
-                    name: "first admin".into(),
-                    store_id: None,
-                    channel: None,
-                };
+                let key = keys::NewKey { role: Role::Admin, name: "first admin".into(), store_id: None, channel: None };
                 keys::create(tx, &key, now).map(Some)
             })
             .await?;
         if let Some(k) = created {
             // Printed once, to the terminal only: it is never shown again.
-            println!(
-                "Created the first admin API key (shown once, keep it safe):\n\n    {}\n",
-                k.secret
-            );
+            println!("Created the first admin API key (shown once, keep it safe):\n\n    {}\n", k.secret);
         }
     }
     if o.demo {
@@ -85,27 +69,17 @@ async fn serve(o: ServeOpt) -> anyhow::Result<()> {
     }
     let mut unmasked = Vec::new();
     for r in &o.unmasked_roles {
-        unmasked.push(
-            Role::parse(r.trim())
-                .with_context(|| format!("--unmasked-roles: unknown role `{r}`"))?,
-        );
+        unmasked.push(Role::parse(r.trim()).with_context(|| format!("--unmasked-roles: unknown role `{r}`"))?);
     }
     let config = ronghe_server::Config {
         max_body_bytes: o.max_body_bytes,
-        rate_limit: Limit {
-            per_second: o.rate_limit,
-            burst: o.rate_burst,
-        },
-        lookup_rate_limit: Limit {
-            per_second: o.lookup_rate_limit,
-            burst: o.lookup_burst,
-        },
+        rate_limit: Limit { per_second: o.rate_limit, burst: o.rate_burst },
+        lookup_rate_limit: Limit { per_second: o.lookup_rate_limit, burst: o.lookup_burst },
         unmasked_roles: unmasked,
         ..Default::default()
     };
-    let listener = tokio::net::TcpListener::bind(&o.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", o.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(&o.listen).await.with_context(|| format!("cannot listen on {}", o.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = ?store.dialect(), "ronghe is listening");
     println!("Ronghe is listening on http://{addr}");
@@ -139,31 +113,18 @@ async fn demo(o: DemoOpt) -> anyhow::Result<()> {
     let store = open(&o.store).await?;
     let now = SystemClock.now_ms();
     let (regs, orders) = ronghe_cli::demo::load(&store, o.members, o.seed, now).await?;
-    println!(
-        "Wrote {} demo members ({regs} registrations) and {orders} orders (seed {})",
-        o.members, o.seed
-    );
+    println!("Wrote {} demo members ({regs} registrations) and {orders} orders (seed {})", o.members, o.seed);
     Ok(())
 }
 
 async fn create_key(o: KeysCreateOpt) -> anyhow::Result<()> {
-    let key = ronghe_server::routes::admin::new_key(
-        &o.role,
-        o.name.clone(),
-        o.store_id.clone(),
-        o.channel.clone(),
-    )
-    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let key = ronghe_server::routes::admin::new_key(&o.role, o.name.clone(), o.store_id.clone(), o.channel.clone())
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let store = open(&o.store).await?;
     let now = SystemClock.now_ms();
     let k = key.clone();
     let created = store.write(move |tx, _| keys::create(tx, &k, now)).await?;
     println!("{}", created.secret);
-    eprintln!(
-        "created {} key {} ({})",
-        key.role.as_str(),
-        created.id,
-        key.name
-    );
+    eprintln!("created {} key {} ({})", key.role.as_str(), created.id, key.name);
     Ok(())
 }

@@ -53,10 +53,7 @@ impl StoreOpt {
             Some(url) if !url.is_empty() => Location::Postgres(url.clone()),
             _ => Location::Sqlite(self.data.clone()),
         };
-        StoreOptions {
-            master_key: self.master_key.clone().filter(|k| !k.is_empty()),
-            ..StoreOptions::new(location)
-        }
+        StoreOptions { master_key: self.master_key.clone().filter(|k| !k.is_empty()), ..StoreOptions::new(location) }
     }
 }
 
@@ -93,12 +90,7 @@ pub struct ServeOpt {
     #[arg(long, env = "RONGHE_LOOKUP_BURST", default_value_t = 100.0)]
     pub lookup_burst: f64,
     /// Roles that see personal data unmasked (comma-separated).
-    #[arg(
-        long,
-        env = "RONGHE_UNMASKED_ROLES",
-        value_delimiter = ',',
-        default_value = "admin,marketer"
-    )]
+    #[arg(long, env = "RONGHE_UNMASKED_ROLES", value_delimiter = ',', default_value = "admin,marketer")]
     pub unmasked_roles: Vec<String>,
 }
 
@@ -142,11 +134,7 @@ impl ServeOpt {
     /// Options for a test server on an ephemeral port with its own data folder.
     pub fn for_tests(dir: &std::path::Path) -> ServeOpt {
         ServeOpt {
-            store: StoreOpt {
-                data: dir.to_path_buf(),
-                database_url: None,
-                master_key: None,
-            },
+            store: StoreOpt { data: dir.to_path_buf(), database_url: None, master_key: None },
             listen: "127.0.0.1:0".into(),
             demo: false,
             demo_members: 20,

@@ -16,21 +16,14 @@ struct Server {
 
 fn start(data: &Path, extra_env: &[(&str, &str)], log: &Path) -> Server {
     let mut cmd = Command::new(BIN);
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-        "--data",
-    ])
-    .arg(data)
-    .env_remove("RONGHE_ADMIN_KEY")
-    .env_remove("RONGHE_DATABASE_URL")
-    .env_remove("RONGHE_MASTER_KEY")
-    .env("RUST_LOG", "info")
-    .stdout(Stdio::piped())
-    .stderr(std::fs::File::create(log).unwrap());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data"])
+        .arg(data)
+        .env_remove("RONGHE_ADMIN_KEY")
+        .env_remove("RONGHE_DATABASE_URL")
+        .env_remove("RONGHE_MASTER_KEY")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap());
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -39,10 +32,7 @@ fn start(data: &Path, extra_env: &[(&str, &str)], log: &Path) -> Server {
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     let base = loop {
         let mut line = String::new();
-        assert!(
-            reader.read_line(&mut line).unwrap() > 0,
-            "server exited early: {lines:?}"
-        );
+        assert!(reader.read_line(&mut line).unwrap() > 0, "server exited early: {lines:?}");
         if let Some(addr) = line.trim().strip_prefix("Ronghe is listening on ") {
             break addr.to_string();
         }
@@ -50,18 +40,11 @@ fn start(data: &Path, extra_env: &[(&str, &str)], log: &Path) -> Server {
     };
     // Keep draining stdout so that the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in reader.lines() {});
-    Server {
-        child,
-        base,
-        stdout_lines: lines,
-    }
+    Server { child, base, stdout_lines: lines }
 }
 
 fn sigterm(child: &mut Child) -> std::process::ExitStatus {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(ok.success());
     child.wait().unwrap()
 }
@@ -72,12 +55,8 @@ async fn serve_prints_one_admin_key_logs_no_personal_data_and_stops_on_sigterm()
     let data = dir.path().join("data");
     let log = dir.path().join("server.log");
     let mut s = start(&data, &[], &log);
-    let key_line = s
-        .stdout_lines
-        .iter()
-        .find(|l| l.starts_with("rh_"))
-        .expect("the first admin key is printed")
-        .clone();
+    let key_line =
+        s.stdout_lines.iter().find(|l| l.starts_with("rh_")).expect("the first admin key is printed").clone();
     let client = reqwest::Client::new();
     let phone = "13987654321";
     let name = "司马相如";
@@ -89,27 +68,16 @@ async fn serve_prints_one_admin_key_logs_no_personal_data_and_stops_on_sigterm()
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
     // The convenience GET puts the phone in the query string: it must not reach the log either.
     let r = client
-        .get(format!(
-            "{}/v1/members/lookup?type=phone&value={phone}",
-            s.base
-        ))
+        .get(format!("{}/v1/members/lookup?type=phone&value={phone}", s.base))
         .bearer_auth(&key_line)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let r = client
-        .get(format!("{}/v1/members/{id}", s.base))
-        .bearer_auth("rh_wrong")
-        .send()
-        .await
-        .unwrap();
+    let r = client.get(format!("{}/v1/members/{id}", s.base)).bearer_auth("rh_wrong").send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(sigterm(&mut s.child).success(), "graceful shutdown exits 0");
 
@@ -123,20 +91,12 @@ async fn serve_prints_one_admin_key_logs_no_personal_data_and_stops_on_sigterm()
         .filter(|v| v["message"] == "request")
         .collect();
     assert_eq!(requests.len(), 3, "one JSON line per request:\n{text}");
-    assert!(
-        requests
-            .iter()
-            .any(|r| r["route"] == "/v1/members/{id}" && r["status"] == 401)
-    );
+    assert!(requests.iter().any(|r| r["route"] == "/v1/members/{id}" && r["status"] == 401));
     assert!(text.contains("shutting down"));
 
     // A second start of the same data prints no key.
     let mut s = start(&data, &[], &log);
-    assert!(
-        !s.stdout_lines.iter().any(|l| l.starts_with("rh_")),
-        "{:?}",
-        s.stdout_lines
-    );
+    assert!(!s.stdout_lines.iter().any(|l| l.starts_with("rh_")), "{:?}", s.stdout_lines);
     sigterm(&mut s.child);
 }
 
@@ -155,45 +115,24 @@ async fn keys_create_and_demo_work_on_the_data_folder() {
             .unwrap()
     };
     let out = run(&["demo", "--members", "25", "--seed", "9"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = run(&["keys", "create", "--role", "store"]);
     assert!(!out.status.success(), "a store key needs --store");
     assert!(String::from_utf8_lossy(&out.stderr).contains("store"));
-    let out = run(&[
-        "keys", "create", "--role", "store", "--store", "S001", "--name", "till 1",
-    ]);
+    let out = run(&["keys", "create", "--role", "store", "--store", "S001", "--name", "till 1"]);
     assert!(out.status.success());
     let till = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(till.starts_with("rh_"));
 
-    let mut s = start(
-        &data,
-        &[("RONGHE_ADMIN_KEY", "rh_e2e_admin_0000000000")],
-        &dir.path().join("log"),
-    );
+    let mut s = start(&data, &[("RONGHE_ADMIN_KEY", "rh_e2e_admin_0000000000")], &dir.path().join("log"));
     let demo = ronghe_cli::demo::registrations(25, 9);
     let first = demo[0].member_id.clone().unwrap();
-    let r = reqwest::Client::new()
-        .get(format!("{}/v1/members/{first}", s.base))
-        .bearer_auth(&till)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        200,
-        "the demo member with the seed's first id exists"
-    );
+    let r =
+        reqwest::Client::new().get(format!("{}/v1/members/{first}", s.base)).bearer_auth(&till).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the demo member with the seed's first id exists");
     let m: serde_json::Value = r.json().await.unwrap();
     assert_eq!(m["masked"], true, "a till sees masked data");
-    assert!(
-        !m["consents"].as_array().unwrap().is_empty()
-            || !m["identities"].as_array().unwrap().is_empty()
-    );
+    assert!(!m["consents"].as_array().unwrap().is_empty() || !m["identities"].as_array().unwrap().is_empty());
     // The demo's members bought things: some of them have a points ledger.
     let mut entries = 0;
     for r in demo.iter().filter_map(|r| r.member_id.clone()).take(10) {

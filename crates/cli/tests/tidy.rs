@@ -6,10 +6,7 @@
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -44,50 +41,26 @@ fn every_rust_file_says_what_it_owns() {
             missing.push(rel(&f));
         }
     }
-    assert!(
-        missing.is_empty(),
-        "files without a `//!` module doc: {missing:?}"
-    );
+    assert!(missing.is_empty(), "files without a `//!` module doc: {missing:?}");
 }
 
 #[test]
 fn the_domain_crate_stays_pure() {
     let toml = std::fs::read_to_string(root().join("crates/domain/Cargo.toml")).unwrap();
-    for banned in [
-        "tokio",
-        "sqlx",
-        "axum",
-        "rusqlite",
-        "postgres",
-        "reqwest",
-        "ronghe-store",
-        "ronghe-server",
-    ] {
-        assert!(
-            !toml.contains(banned),
-            "crates/domain must not depend on {banned}"
-        );
+    for banned in ["tokio", "sqlx", "axum", "rusqlite", "postgres", "reqwest", "ronghe-store", "ronghe-server"] {
+        assert!(!toml.contains(banned), "crates/domain must not depend on {banned}");
     }
 }
 
 #[test]
 fn crates_depend_only_downwards() {
     let rules: &[(&str, &[&str])] = &[
-        (
-            "crates/store/Cargo.toml",
-            &["ronghe-server", "axum", "clap"],
-        ),
+        ("crates/store/Cargo.toml", &["ronghe-server", "axum", "clap"]),
         ("crates/server/Cargo.toml", &["clap", "path = \"../cli\""]),
     ];
     for (file, banned) in rules {
         let toml = std::fs::read_to_string(root().join(file)).unwrap();
-        let deps = toml
-            .split("[dependencies]")
-            .nth(1)
-            .unwrap_or("")
-            .split("\n[")
-            .next()
-            .unwrap_or("");
+        let deps = toml.split("[dependencies]").nth(1).unwrap_or("").split("\n[").next().unwrap_or("");
         for b in *banned {
             assert!(!deps.contains(b), "{file} must not depend on {b}");
         }
@@ -96,20 +69,11 @@ fn crates_depend_only_downwards() {
 
 #[test]
 fn sql_is_written_only_in_the_store() {
-    let words = [
-        "SELECT ",
-        "INSERT INTO",
-        "DELETE FROM",
-        "CREATE TABLE",
-        "ALTER TABLE",
-    ];
+    let words = ["SELECT ", "INSERT INTO", "DELETE FROM", "CREATE TABLE", "ALTER TABLE"];
     let mut offenders = Vec::new();
     for f in all_rust_files() {
         let r = rel(&f);
-        if r.starts_with("crates/store/")
-            || r.starts_with("crates/bench/")
-            || r.ends_with("tidy.rs")
-        {
+        if r.starts_with("crates/store/") || r.starts_with("crates/bench/") || r.ends_with("tidy.rs") {
             continue;
         }
         let text = std::fs::read_to_string(&f).unwrap();
@@ -119,10 +83,7 @@ fn sql_is_written_only_in_the_store() {
             }
         }
     }
-    assert!(
-        offenders.is_empty(),
-        "SQL outside crates/store: {offenders:?}"
-    );
+    assert!(offenders.is_empty(), "SQL outside crates/store: {offenders:?}");
 }
 
 #[test]
@@ -133,21 +94,14 @@ fn no_test_is_ignored() {
         .filter(|f| std::fs::read_to_string(f).unwrap().contains(needle))
         .map(|f| rel(&f))
         .collect();
-    assert!(
-        ignored.is_empty(),
-        "ignored tests prove nothing: {ignored:?}"
-    );
+    assert!(ignored.is_empty(), "ignored tests prove nothing: {ignored:?}");
 }
 
 #[test]
 fn every_error_code_is_documented() {
     let doc = std::fs::read_to_string(root().join("docs/errors.md")).unwrap();
     for code in ronghe_domain::Code::ALL {
-        assert!(
-            doc.contains(&format!("`{}`", code.as_str())),
-            "docs/errors.md lacks `{}`",
-            code.as_str()
-        );
+        assert!(doc.contains(&format!("`{}`", code.as_str())), "docs/errors.md lacks `{}`", code.as_str());
     }
 }
 
@@ -186,22 +140,11 @@ fn licence_ok(expr: &str) -> bool {
 #[test]
 fn every_dependency_has_a_compatible_licence() {
     let out = std::process::Command::new(env!("CARGO"))
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--locked",
-            "--filter-platform",
-            HOST,
-        ])
+        .args(["metadata", "--format-version", "1", "--locked", "--filter-platform", HOST])
         .current_dir(root())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "cargo metadata: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&out.stderr));
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut bad = Vec::new();
     for p in meta["packages"].as_array().unwrap() {
@@ -211,10 +154,7 @@ fn every_dependency_has_a_compatible_licence() {
             other => bad.push(format!("{name}: {other:?}")),
         }
     }
-    assert!(
-        bad.is_empty(),
-        "dependencies whose licence is not known to be compatible: {bad:?}"
-    );
+    assert!(bad.is_empty(), "dependencies whose licence is not known to be compatible: {bad:?}");
     let own = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
     assert!(own.contains(r#"license = "MIT OR Apache-2.0""#));
     assert!(root().join("LICENSE-MIT").exists() && root().join("LICENSE-APACHE").exists());

@@ -15,14 +15,8 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: &'static [Role] = &[
-        Role::Admin,
-        Role::Marketer,
-        Role::Analyst,
-        Role::Store,
-        Role::Channel,
-        Role::Tracker,
-    ];
+    pub const ALL: &'static [Role] =
+        &[Role::Admin, Role::Marketer, Role::Analyst, Role::Store, Role::Channel, Role::Tracker];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -105,12 +99,7 @@ mod tests {
 
     #[test]
     fn tracker_keys_cannot_touch_members() {
-        for a in [
-            Action::ReadMember,
-            Action::RegisterMember,
-            Action::MergeMembers,
-            Action::ReadAttributes,
-        ] {
+        for a in [Action::ReadMember, Action::RegisterMember, Action::MergeMembers, Action::ReadAttributes] {
             assert!(!Role::Tracker.may(a));
         }
     }

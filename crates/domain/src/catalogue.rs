@@ -18,40 +18,20 @@ pub struct PriceRow {
 /// The price of a SKU in `channel` at `at`: the latest row in force, its channel price if
 /// it has one for that channel, else its base price. `None` before the first row.
 pub fn price_at(rows: &[PriceRow], channel: &str, at: Millis) -> Option<i64> {
-    let row = rows
-        .iter()
-        .filter(|r| r.effective_from <= at)
-        .max_by_key(|r| r.effective_from)?;
-    Some(
-        row.channel_prices_fen
-            .get(channel)
-            .copied()
-            .unwrap_or(row.price_fen),
-    )
+    let row = rows.iter().filter(|r| r.effective_from <= at).max_by_key(|r| r.effective_from)?;
+    Some(row.channel_prices_fen.get(channel).copied().unwrap_or(row.price_fen))
 }
 
 /// A SKU: 1–64 of letters, digits, `-`, `_`, `.`.
 pub fn check_sku(sku: &str) -> Result<(), DomainError> {
-    let ok = (1..=64).contains(&sku.len())
-        && sku
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(DomainError::field(
-            "sku",
-            "1–64 of A-Z, a-z, 0-9, '-', '_', '.'",
-        ))
-    }
+    let ok = (1..=64).contains(&sku.len()) && sku.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok { Ok(()) } else { Err(DomainError::field("sku", "1–64 of A-Z, a-z, 0-9, '-', '_', '.'")) }
 }
 
 /// A channel name: lower-case snake_case, 1–32 characters (pos, mini_program, douyin…).
 pub fn check_channel(channel: &str) -> bool {
     (1..=32).contains(&channel.len())
-        && channel
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && channel.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Validate one catalogue item as pushed by an ERP.
@@ -74,23 +54,14 @@ pub fn check_item(
         v.push(format!("{prefix}.category"), "1 to 64 characters");
     }
     if !(0..=100_000_000_00).contains(&price_fen) {
-        v.push(
-            format!("{prefix}.price_fen"),
-            "0 to 100,000,000.00 yuan, in fen",
-        );
+        v.push(format!("{prefix}.price_fen"), "0 to 100,000,000.00 yuan, in fen");
     }
     for (ch, p) in channel_prices {
         if !check_channel(ch) {
-            v.push(
-                format!("{prefix}.channel_prices_fen.{ch}"),
-                "channel names are snake_case",
-            );
+            v.push(format!("{prefix}.channel_prices_fen.{ch}"), "channel names are snake_case");
         }
         if !(0..=100_000_000_00).contains(p) {
-            v.push(
-                format!("{prefix}.channel_prices_fen.{ch}"),
-                "0 to 100,000,000.00 yuan, in fen",
-            );
+            v.push(format!("{prefix}.channel_prices_fen.{ch}"), "0 to 100,000,000.00 yuan, in fen");
         }
     }
 }
@@ -102,11 +73,7 @@ mod tests {
     #[test]
     fn the_latest_row_in_force_and_its_channel_price_apply() {
         let rows = vec![
-            PriceRow {
-                effective_from: 100,
-                price_fen: 1000,
-                channel_prices_fen: BTreeMap::new(),
-            },
+            PriceRow { effective_from: 100, price_fen: 1000, channel_prices_fen: BTreeMap::new() },
             PriceRow {
                 effective_from: 200,
                 price_fen: 900,

@@ -14,11 +14,7 @@ pub enum Purpose {
 }
 
 impl Purpose {
-    pub const ALL: &'static [Purpose] = &[
-        Purpose::Marketing,
-        Purpose::Profiling,
-        Purpose::Personalisation,
-    ];
+    pub const ALL: &'static [Purpose] = &[Purpose::Marketing, Purpose::Profiling, Purpose::Personalisation];
     pub fn as_str(self) -> &'static str {
         match self {
             Purpose::Marketing => "marketing",

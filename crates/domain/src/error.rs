@@ -125,11 +125,7 @@ pub struct DomainError {
 
 impl DomainError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        DomainError {
-            code,
-            message: message.into(),
-            errors: Vec::new(),
-        }
+        DomainError { code, message: message.into(), errors: Vec::new() }
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -142,22 +138,14 @@ impl DomainError {
         DomainError {
             code: Code::InvalidField,
             message: format!("{field}: {message}"),
-            errors: vec![FieldError {
-                field,
-                code: Code::InvalidField.as_str(),
-                message,
-            }],
+            errors: vec![FieldError { field, code: Code::InvalidField.as_str(), message }],
         }
     }
 
     /// Prefix every field path with `prefix` (e.g. `identities[2]`).
     pub fn within(mut self, prefix: &str) -> Self {
         for e in &mut self.errors {
-            e.field = if e.field.is_empty() {
-                prefix.to_string()
-            } else {
-                format!("{prefix}.{}", e.field)
-            };
+            e.field = if e.field.is_empty() { prefix.to_string() } else { format!("{prefix}.{}", e.field) };
         }
         if self.code == Code::InvalidField && !self.errors.is_empty() {
             self.message = summary(&self.errors);
@@ -209,11 +197,7 @@ impl Validator {
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(DomainError {
-                code: Code::InvalidField,
-                message: summary(&self.errors),
-                errors: self.errors,
-            })
+            Err(DomainError { code: Code::InvalidField, message: summary(&self.errors), errors: self.errors })
         }
     }
 }
@@ -232,21 +216,14 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for c in Code::ALL {
             assert!(seen.insert(c.as_str()), "duplicate {c}");
-            assert!(
-                c.as_str()
-                    .chars()
-                    .all(|ch| ch.is_ascii_lowercase() || ch == '_')
-            );
+            assert!(c.as_str().chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'));
         }
     }
 
     #[test]
     fn validator_collects_every_field() {
         let mut v = Validator::new();
-        v.check::<()>(
-            "identities[0]",
-            Err(DomainError::field("value", "bad phone")),
-        );
+        v.check::<()>("identities[0]", Err(DomainError::field("value", "bad phone")));
         v.push("source.channel", "unknown channel");
         let e = v.finish().unwrap_err();
         assert_eq!(e.code, Code::InvalidField);

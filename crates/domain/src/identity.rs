@@ -66,17 +66,11 @@ const MAX_ID_LEN: usize = 128;
 impl Identity {
     /// Validate and normalise. `app_id` is required for `wechat_openid` (an openid is only
     /// unique within one app) and refused for every other type.
-    pub fn parse(
-        kind: IdentityKind,
-        value: &str,
-        app_id: Option<&str>,
-    ) -> Result<Self, DomainError> {
+    pub fn parse(kind: IdentityKind, value: &str, app_id: Option<&str>) -> Result<Self, DomainError> {
         let value = match kind {
             IdentityKind::Phone => normalize_phone(value)?,
             IdentityKind::Email => normalize_email(value)?,
-            IdentityKind::MemberCard => {
-                normalize_token(&value.replace([' ', '-'], ""))?.to_ascii_uppercase()
-            }
+            IdentityKind::MemberCard => normalize_token(&value.replace([' ', '-'], ""))?.to_ascii_uppercase(),
             _ => normalize_token(value)?,
         };
         let app_id = match (kind, app_id.map(str::trim)) {
@@ -84,33 +78,19 @@ impl Identity {
                 Some(normalize_token(a).map_err(|e| DomainError::field("app_id", e.message))?)
             }
             (IdentityKind::WechatOpenid, _) => {
-                return Err(DomainError::field(
-                    "app_id",
-                    "wechat_openid needs the app_id it belongs to",
-                ));
+                return Err(DomainError::field("app_id", "wechat_openid needs the app_id it belongs to"));
             }
             (_, None) | (_, Some("")) => None,
             (_, Some(_)) => {
-                return Err(DomainError::field(
-                    "app_id",
-                    "app_id applies to wechat_openid only",
-                ));
+                return Err(DomainError::field("app_id", "app_id applies to wechat_openid only"));
             }
         };
-        Ok(Identity {
-            kind,
-            value,
-            app_id,
-        })
+        Ok(Identity { kind, value, app_id })
     }
 
     /// Rebuild from already normalised stored parts (no validation).
     pub fn from_stored(kind: IdentityKind, value: String, app_id: Option<String>) -> Self {
-        Identity {
-            kind,
-            value,
-            app_id,
-        }
+        Identity { kind, value, app_id }
     }
 
     pub fn kind(&self) -> IdentityKind {
@@ -142,16 +122,10 @@ fn normalize_token(raw: &str) -> Result<String, DomainError> {
         return Err(DomainError::field("value", "must not be empty"));
     }
     if v.len() > MAX_ID_LEN {
-        return Err(DomainError::field(
-            "value",
-            format!("must be at most {MAX_ID_LEN} bytes"),
-        ));
+        return Err(DomainError::field("value", format!("must be at most {MAX_ID_LEN} bytes")));
     }
     if v.chars().any(|c| c.is_control()) {
-        return Err(DomainError::field(
-            "value",
-            "must not contain control characters",
-        ));
+        return Err(DomainError::field("value", "must not contain control characters"));
     }
     Ok(v.to_string())
 }
@@ -191,17 +165,11 @@ pub fn normalize_phone(raw: &str) -> Result<String, DomainError> {
         }
     }
     if !(8..=15).contains(&digits.len()) || digits.starts_with('0') {
-        return Err(DomainError::field(
-            "value",
-            "an E.164 phone number has 8 to 15 digits after the +",
-        ));
+        return Err(DomainError::field("value", "an E.164 phone number has 8 to 15 digits after the +"));
     }
     if let Some(national) = digits.strip_prefix("86") {
         if !is_cn_mobile(national) {
-            return Err(DomainError::field(
-                "value",
-                "a +86 number must be an 11-digit mobile starting 13–19",
-            ));
+            return Err(DomainError::field("value", "a +86 number must be an 11-digit mobile starting 13–19"));
         }
     }
     Ok(format!("+{digits}"))
@@ -252,47 +220,21 @@ mod tests {
 
     #[test]
     fn foreign_numbers_keep_their_country_code() {
-        assert_eq!(
-            normalize_phone("+44 20 7946 0958").unwrap(),
-            "+442079460958"
-        );
-        assert_eq!(
-            normalize_phone("+1 (415) 555-2671").unwrap(),
-            "+14155552671"
-        );
+        assert_eq!(normalize_phone("+44 20 7946 0958").unwrap(), "+442079460958");
+        assert_eq!(normalize_phone("+1 (415) 555-2671").unwrap(), "+14155552671");
     }
 
     #[test]
     fn bad_phones_are_refused() {
-        for raw in [
-            "",
-            "12345",
-            "abc",
-            "+86 12 3456",
-            "23800138000",
-            "+8612800138000",
-            "1380013800x",
-            "+0123456789",
-        ] {
+        for raw in ["", "12345", "abc", "+86 12 3456", "23800138000", "+8612800138000", "1380013800x", "+0123456789"] {
             assert!(normalize_phone(raw).is_err(), "{raw}");
         }
     }
 
     #[test]
     fn emails_are_lowercased_and_checked() {
-        assert_eq!(
-            normalize_email("  Wang.Ming+vip@Example.COM ").unwrap(),
-            "wang.ming+vip@example.com"
-        );
-        for raw in [
-            "",
-            "no-at",
-            "a@b",
-            "a@@b.com",
-            "@b.com",
-            "a b@c.com",
-            "a@.com",
-        ] {
+        assert_eq!(normalize_email("  Wang.Ming+vip@Example.COM ").unwrap(), "wang.ming+vip@example.com");
+        for raw in ["", "no-at", "a@b", "a@@b.com", "@b.com", "a b@c.com", "a@.com"] {
             assert!(normalize_email(raw).is_err(), "{raw}");
         }
     }

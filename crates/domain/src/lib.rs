@@ -25,9 +25,6 @@ pub type Millis = i64;
 pub(crate) mod tests_support {
     /// Property-test cases, capped by `PROPTEST_CASES` so that CI stays fast.
     pub fn cases(default: u32) -> u32 {
-        std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
     }
 }

@@ -84,21 +84,14 @@ impl Default for Earn {
 
 impl Default for Redeem {
     fn default() -> Self {
-        Redeem {
-            fen_per_point: 1,
-            min_points: 0,
-            max_share_bp: 5_000,
-        }
+        Redeem { fen_per_point: 1, min_points: 0, max_share_bp: 5_000 }
     }
 }
 
 impl Default for Program {
     /// 1 point per yuan paid; 1 point = 1 fen; at most half an order paid with points.
     fn default() -> Self {
-        Program {
-            earn: Earn::default(),
-            redeem: Redeem::default(),
-        }
+        Program { earn: Earn::default(), redeem: Redeem::default() }
     }
 }
 
@@ -111,18 +104,12 @@ impl Program {
         let mult_ok = |m: Bp| (0..=100 * ONE).contains(&m);
         for (k, m) in &self.earn.channel_multipliers_bp {
             if !mult_ok(*m) {
-                v.push(
-                    format!("earn.channel_multipliers_bp.{k}"),
-                    "0 to 1,000,000 basis points",
-                );
+                v.push(format!("earn.channel_multipliers_bp.{k}"), "0 to 1,000,000 basis points");
             }
         }
         for (k, m) in &self.earn.category_multipliers_bp {
             if !mult_ok(*m) {
-                v.push(
-                    format!("earn.category_multipliers_bp.{k}"),
-                    "0 to 1,000,000 basis points",
-                );
+                v.push(format!("earn.category_multipliers_bp.{k}"), "0 to 1,000,000 basis points");
             }
         }
         for (i, p) in self.earn.promotions.iter().enumerate() {
@@ -130,10 +117,7 @@ impl Program {
                 v.push(format!("earn.promotions[{i}].to_ms"), "after from_ms");
             }
             if !mult_ok(p.multiplier_bp) {
-                v.push(
-                    format!("earn.promotions[{i}].multiplier_bp"),
-                    "0 to 1,000,000 basis points",
-                );
+                v.push(format!("earn.promotions[{i}].multiplier_bp"), "0 to 1,000,000 basis points");
             }
         }
         if !(1..=1_000_000).contains(&self.redeem.fen_per_point) {
@@ -151,12 +135,9 @@ impl Program {
     /// The multiplier of a line: channel × category × every promotion in force, in bp.
     pub fn multiplier(&self, channel: &str, category: &str, at: Millis) -> Bp {
         let mut m = ONE as i128;
-        for f in [
-            self.earn.channel_multipliers_bp.get(channel),
-            self.earn.category_multipliers_bp.get(category),
-        ]
-        .into_iter()
-        .flatten()
+        for f in [self.earn.channel_multipliers_bp.get(channel), self.earn.category_multipliers_bp.get(category)]
+            .into_iter()
+            .flatten()
         {
             m = m * i128::from(*f) / i128::from(ONE);
         }
@@ -186,11 +167,7 @@ mod tests {
         assert_eq!(p.multiplier("pos", "food", 50), 10_000);
         assert_eq!(p.multiplier("mini_program", "baby", 50), 30_000);
         assert_eq!(p.multiplier("mini_program", "baby", 150), 60_000);
-        assert_eq!(
-            p.multiplier("pos", "food", 200),
-            10_000,
-            "promotions end before to_ms"
-        );
+        assert_eq!(p.multiplier("pos", "food", 200), 10_000, "promotions end before to_ms");
     }
 
     #[test]
@@ -202,9 +179,6 @@ mod tests {
         let e = p.validate().unwrap_err();
         let fields: Vec<_> = e.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["earn.fen_per_point", "redeem.max_share_bp"]);
-        assert!(
-            serde_json::from_str::<Program>(r#"{"earn": {"rate": 1}}"#).is_err(),
-            "unknown fields are refused"
-        );
+        assert!(serde_json::from_str::<Program>(r#"{"earn": {"rate": 1}}"#).is_err(), "unknown fields are refused");
     }
 }

@@ -9,11 +9,7 @@ pub fn phone(e164: &str) -> String {
     if let Some(national) = digits.strip_prefix("86") {
         return keep_ends(national, 3, 4);
     }
-    let cc_len = if digits.starts_with('1') || digits.starts_with('7') {
-        1
-    } else {
-        2
-    };
+    let cc_len = if digits.starts_with('1') || digits.starts_with('7') { 1 } else { 2 };
     let (cc, national) = digits.split_at(cc_len.min(digits.len()));
     format!("+{cc} {}", keep_ends(national, 3, 3))
 }
@@ -60,11 +56,7 @@ pub fn address(address: &str) -> String {
 /// Opaque identifiers (openids, cards, device ids) keep a short head and tail so that an
 /// associate can compare them with a card in hand.
 pub fn token(value: &str) -> String {
-    if value.chars().count() >= 8 {
-        keep_ends(value, 3, 3)
-    } else {
-        "****".to_string()
-    }
+    if value.chars().count() >= 8 { keep_ends(value, 3, 3) } else { "****".to_string() }
 }
 
 pub fn identity(kind: IdentityKind, value: &str) -> String {

@@ -35,33 +35,18 @@ pub fn merge(survivor: &MemberSnapshot, absorbed: &MemberSnapshot) -> Merged {
     profile.fill_from(&absorbed.profile);
     let mut attributes = absorbed.attributes.clone();
     attributes.extend(survivor.attributes.clone());
-    let mut identities: Vec<Identity> = survivor
-        .identities
-        .iter()
-        .chain(&absorbed.identities)
-        .cloned()
-        .collect();
+    let mut identities: Vec<Identity> = survivor.identities.iter().chain(&absorbed.identities).cloned().collect();
     identities.sort();
     identities.dedup();
     // Absorbed first, so that on equal timestamps the survivor's decision wins.
     let consents = consent::current(absorbed.consents.iter().chain(&survivor.consents).cloned());
-    Merged {
-        profile,
-        attributes,
-        identities,
-        consents,
-    }
+    Merged { profile, attributes, identities, consents }
 }
 
 /// Which of several members survives an automatic merge: the oldest (then the smallest id),
 /// so that the member number customers already know keeps working.
-pub fn choose_survivor<'a>(
-    candidates: impl IntoIterator<Item = (&'a str, Millis)>,
-) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .min_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(b.0)))
-        .map(|(id, _)| id)
+pub fn choose_survivor<'a>(candidates: impl IntoIterator<Item = (&'a str, Millis)>) -> Option<&'a str> {
+    candidates.into_iter().min_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(b.0))).map(|(id, _)| id)
 }
 
 #[cfg(test)]
@@ -74,12 +59,9 @@ mod tests {
 
     fn identity() -> impl Strategy<Value = Identity> {
         (0usize..4, 0u32..40).prop_map(|(k, n)| {
-            let kind = [
-                IdentityKind::ExternalId,
-                IdentityKind::MemberCard,
-                IdentityKind::DeviceId,
-                IdentityKind::AlipayUid,
-            ][k];
+            let kind =
+                [IdentityKind::ExternalId, IdentityKind::MemberCard, IdentityKind::DeviceId, IdentityKind::AlipayUid]
+                    [k];
             Identity::parse(kind, &format!("X{n}"), None).unwrap()
         })
     }
@@ -104,11 +86,7 @@ mod tests {
             proptest::option::of("[a-z]{1,4}"),
         )
             .prop_map(|(identities, consents, name, city)| MemberSnapshot {
-                profile: Profile {
-                    name,
-                    city,
-                    ..Default::default()
-                },
+                profile: Profile { name, city, ..Default::default() },
                 identities,
                 consents,
                 ..Default::default()
@@ -150,9 +128,6 @@ mod tests {
 
     #[test]
     fn the_oldest_member_survives() {
-        assert_eq!(
-            choose_survivor([("m_b", 5), ("m_a", 9), ("m_c", 5)]),
-            Some("m_b")
-        );
+        assert_eq!(choose_survivor([("m_b", 5), ("m_a", 9), ("m_c", 5)]), Some("m_b"));
     }
 }

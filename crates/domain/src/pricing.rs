@@ -47,8 +47,7 @@ pub struct Priced {
 
 /// The most points an order whose remaining amount is `base_fen` may redeem.
 pub fn max_redeemable(program: &Program, base_fen: i64) -> i64 {
-    let max_value =
-        (i128::from(base_fen) * i128::from(program.redeem.max_share_bp) / i128::from(ONE)) as i64;
+    let max_value = (i128::from(base_fen) * i128::from(program.redeem.max_share_bp) / i128::from(ONE)) as i64;
     max_value / program.redeem.fen_per_point
 }
 
@@ -64,28 +63,18 @@ pub fn price(
 ) -> Result<Priced, DomainError> {
     let mut subtotals = Vec::with_capacity(lines.len());
     for (i, l) in lines.iter().enumerate() {
-        let s = l
-            .unit_price_fen
-            .checked_mul(l.qty)
-            .filter(|s| *s <= 1_000_000_000_00);
+        let s = l.unit_price_fen.checked_mul(l.qty).filter(|s| *s <= 1_000_000_000_00);
         match s {
             Some(s) => subtotals.push(s),
             None => {
-                return Err(DomainError::field(
-                    format!("lines[{i}].qty"),
-                    "the line is too large",
-                ));
+                return Err(DomainError::field(format!("lines[{i}].qty"), "the line is too large"));
             }
         }
     }
     let subtotal: i64 = subtotals.iter().sum();
     let discounts = vec![0i64; lines.len()];
     let discount: i64 = discounts.iter().sum();
-    let base: Vec<i64> = subtotals
-        .iter()
-        .zip(&discounts)
-        .map(|(s, d)| s - d)
-        .collect();
+    let base: Vec<i64> = subtotals.iter().zip(&discounts).map(|(s, d)| s - d).collect();
     let base_total = subtotal - discount;
 
     if points < 0 {
@@ -94,10 +83,7 @@ pub fn price(
     if points > 0 && points < program.redeem.min_points {
         return Err(DomainError {
             code: Code::PointsLimitExceeded,
-            message: format!(
-                "at least {} points are redeemed at once",
-                program.redeem.min_points
-            ),
+            message: format!("at least {} points are redeemed at once", program.redeem.min_points),
             errors: vec![],
         });
     }
@@ -117,15 +103,10 @@ pub fn price(
         .iter()
         .zip(lines)
         .map(|(p, l)| {
-            (i128::from(*p) * i128::from(program.multiplier(channel, &l.category, placed_at))
-                / i128::from(ONE)) as i64
+            (i128::from(*p) * i128::from(program.multiplier(channel, &l.category, placed_at)) / i128::from(ONE)) as i64
         })
         .collect();
-    let earned_total = if earns {
-        weights.iter().sum::<i64>() / program.earn.fen_per_point
-    } else {
-        0
-    };
+    let earned_total = if earns { weights.iter().sum::<i64>() / program.earn.fen_per_point } else { 0 };
     let earned = allocate(earned_total, &weights);
 
     let priced_lines = (0..lines.len())
@@ -154,43 +135,22 @@ mod tests {
     use proptest::prelude::*;
 
     fn line(sku: &str, category: &str, qty: i64, unit: i64) -> Line {
-        Line {
-            sku: sku.into(),
-            category: category.into(),
-            qty,
-            unit_price_fen: unit,
-        }
+        Line { sku: sku.into(), category: category.into(), qty, unit_price_fen: unit }
     }
 
     #[test]
     fn known_answer_three_lines_points_redeemed_and_earned() {
         let p = Program::default();
-        let lines = [
-            line("A", "food", 2, 1299),
-            line("B", "drink", 1, 500),
-            line("C", "food", 3, 333),
-        ];
+        let lines = [line("A", "food", 2, 1299), line("B", "drink", 1, 500), line("C", "food", 3, 333)];
         // subtotal 2598 + 500 + 999 = 4097; 1000 points = 10.00 yuan, allocated 634/122/244.
         let r = price(&p, "pos", 0, &lines, 1000, true).unwrap();
         assert_eq!(r.subtotal_fen, 4097);
-        assert_eq!(
-            r.lines
-                .iter()
-                .map(|l| l.points_value_fen)
-                .collect::<Vec<_>>(),
-            vec![634, 122, 244]
-        );
+        assert_eq!(r.lines.iter().map(|l| l.points_value_fen).collect::<Vec<_>>(), vec![634, 122, 244]);
         assert_eq!(r.payable_fen, 3097);
-        assert_eq!(
-            r.lines.iter().map(|l| l.paid_fen).collect::<Vec<_>>(),
-            vec![1964, 378, 755]
-        );
+        assert_eq!(r.lines.iter().map(|l| l.paid_fen).collect::<Vec<_>>(), vec![1964, 378, 755]);
         // floor(3097 / 100) = 30 points, allocated by what each line paid.
         assert_eq!(r.points_earned, 30);
-        assert_eq!(
-            r.lines.iter().map(|l| l.points_earned).collect::<Vec<_>>(),
-            vec![19, 4, 7]
-        );
+        assert_eq!(r.lines.iter().map(|l| l.points_earned).collect::<Vec<_>>(), vec![19, 4, 7]);
     }
 
     #[test]
@@ -199,38 +159,17 @@ mod tests {
         p.redeem.min_points = 100;
         let lines = [line("A", "food", 1, 1000)];
         assert_eq!(max_redeemable(&p, 1000), 500);
-        assert_eq!(
-            price(&p, "pos", 0, &lines, 501, true).unwrap_err().code,
-            Code::PointsLimitExceeded
-        );
-        assert_eq!(
-            price(&p, "pos", 0, &lines, 50, true).unwrap_err().code,
-            Code::PointsLimitExceeded
-        );
-        assert_eq!(
-            price(&p, "pos", 0, &lines, 500, true).unwrap().payable_fen,
-            500
-        );
-        assert_eq!(
-            price(&p, "pos", 0, &lines, 0, false).unwrap().points_earned,
-            0,
-            "guests earn nothing"
-        );
+        assert_eq!(price(&p, "pos", 0, &lines, 501, true).unwrap_err().code, Code::PointsLimitExceeded);
+        assert_eq!(price(&p, "pos", 0, &lines, 50, true).unwrap_err().code, Code::PointsLimitExceeded);
+        assert_eq!(price(&p, "pos", 0, &lines, 500, true).unwrap().payable_fen, 500);
+        assert_eq!(price(&p, "pos", 0, &lines, 0, false).unwrap().points_earned, 0, "guests earn nothing");
     }
 
     #[test]
     fn multipliers_weight_the_lines() {
         let mut p = Program::default();
         p.earn.category_multipliers_bp.insert("baby".into(), 20_000);
-        let r = price(
-            &p,
-            "pos",
-            0,
-            &[line("A", "baby", 1, 1000), line("B", "food", 1, 1000)],
-            0,
-            true,
-        )
-        .unwrap();
+        let r = price(&p, "pos", 0, &[line("A", "baby", 1, 1000), line("B", "food", 1, 1000)], 0, true).unwrap();
         assert_eq!(r.points_earned, 30);
         assert_eq!(r.lines[0].points_earned, 20);
     }

@@ -24,9 +24,7 @@ impl Gender {
         }
     }
     pub fn parse(s: &str) -> Option<Gender> {
-        [Gender::Male, Gender::Female, Gender::Other, Gender::Unknown]
-            .into_iter()
-            .find(|g| g.as_str() == s)
+        [Gender::Male, Gender::Female, Gender::Other, Gender::Unknown].into_iter().find(|g| g.as_str() == s)
     }
 }
 
@@ -52,18 +50,14 @@ impl Profile {
         address: Option<&str>,
     ) -> Result<Profile, DomainError> {
         let mut v = Validator::new();
-        let text =
-            |v: &mut Validator, field: &str, s: Option<&str>, max: usize| -> Option<String> {
-                let s = s.map(str::trim).filter(|s| !s.is_empty())?;
-                if s.chars().count() > max || s.chars().any(char::is_control) {
-                    v.push(
-                        field,
-                        format!("at most {max} characters, no control characters"),
-                    );
-                    return None;
-                }
-                Some(s.to_string())
-            };
+        let text = |v: &mut Validator, field: &str, s: Option<&str>, max: usize| -> Option<String> {
+            let s = s.map(str::trim).filter(|s| !s.is_empty())?;
+            if s.chars().count() > max || s.chars().any(char::is_control) {
+                v.push(field, format!("at most {max} characters, no control characters"));
+                return None;
+            }
+            Some(s.to_string())
+        };
         let name = text(&mut v, "name", name, 64);
         let city = text(&mut v, "city", city, 64);
         let address = text(&mut v, "address", address, 256);
@@ -88,13 +82,7 @@ impl Profile {
             },
         };
         v.finish()?;
-        Ok(Profile {
-            name,
-            gender,
-            birthday,
-            city,
-            address,
-        })
+        Ok(Profile { name, gender, birthday, city, address })
     }
 
     /// Fill each empty field from `other` (registration fills, never overwrites).
@@ -151,14 +139,9 @@ impl AttributeKind {
         }
     }
     pub fn parse(s: &str) -> Option<AttributeKind> {
-        [
-            AttributeKind::String,
-            AttributeKind::Number,
-            AttributeKind::Bool,
-            AttributeKind::Date,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        [AttributeKind::String, AttributeKind::Number, AttributeKind::Bool, AttributeKind::Date]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 
     /// Check a JSON value against this type; `null` removes the attribute and always passes.
@@ -169,16 +152,10 @@ impl AttributeKind {
             (AttributeKind::String, J::String(s)) => s.chars().count() <= 256,
             (AttributeKind::Number, J::Number(n)) => n.as_f64().is_some_and(f64::is_finite),
             (AttributeKind::Bool, J::Bool(_)) => true,
-            (AttributeKind::Date, J::String(s)) => {
-                s.len() == 10 && s.parse::<jiff::civil::Date>().is_ok()
-            }
+            (AttributeKind::Date, J::String(s)) => s.len() == 10 && s.parse::<jiff::civil::Date>().is_ok(),
             _ => false,
         };
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("expected a {} value", self.as_str()))
-        }
+        if ok { Ok(()) } else { Err(format!("expected a {} value", self.as_str())) }
     }
 }
 
@@ -186,17 +163,8 @@ impl AttributeKind {
 pub fn check_attribute_name(name: &str) -> Result<(), DomainError> {
     let ok = (1..=64).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(DomainError::field(
-            "name",
-            "1–64 of a-z, 0-9 and _, starting with a letter",
-        ))
-    }
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok { Ok(()) } else { Err(DomainError::field("name", "1–64 of a-z, 0-9 and _, starting with a letter")) }
 }
 
 /// Apply attribute changes (null removes) after checking each against its declaration.
@@ -225,19 +193,12 @@ pub fn apply_attributes(
         }
     }
     if !errors.is_empty() {
-        let code = if errors
-            .iter()
-            .all(|e| e.code == crate::Code::UnknownAttribute.as_str())
-        {
+        let code = if errors.iter().all(|e| e.code == crate::Code::UnknownAttribute.as_str()) {
             crate::Code::UnknownAttribute
         } else {
             crate::Code::InvalidField
         };
-        return Err(DomainError {
-            code,
-            message: "invalid attributes".into(),
-            errors,
-        });
+        return Err(DomainError { code, message: "invalid attributes".into(), errors });
     }
     for (name, value) in changes {
         if value.is_null() {
@@ -256,39 +217,18 @@ mod tests {
 
     #[test]
     fn profile_validation_reports_each_field() {
-        let e = Profile::parse(
-            Some("王小明"),
-            Some("robot"),
-            Some("1990-02-30"),
-            None,
-            None,
-        )
-        .unwrap_err();
+        let e = Profile::parse(Some("王小明"), Some("robot"), Some("1990-02-30"), None, None).unwrap_err();
         let fields: Vec<_> = e.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["gender", "birthday"]);
-        let p = Profile::parse(
-            Some(" 王小明 "),
-            Some("male"),
-            Some("1990-02-28"),
-            Some("杭州"),
-            Some(""),
-        )
-        .unwrap();
+        let p = Profile::parse(Some(" 王小明 "), Some("male"), Some("1990-02-28"), Some("杭州"), Some("")).unwrap();
         assert_eq!(p.name.as_deref(), Some("王小明"));
         assert_eq!(p.address, None);
     }
 
     #[test]
     fn fill_never_overwrites() {
-        let mut a = Profile {
-            name: Some("王小明".into()),
-            ..Default::default()
-        };
-        let b = Profile {
-            name: Some("王明".into()),
-            city: Some("上海".into()),
-            ..Default::default()
-        };
+        let mut a = Profile { name: Some("王小明".into()), ..Default::default() };
+        let b = Profile { name: Some("王明".into()), city: Some("上海".into()), ..Default::default() };
         assert!(a.fill_from(&b));
         assert_eq!(a.name.as_deref(), Some("王小明"));
         assert_eq!(a.city.as_deref(), Some("上海"));
@@ -302,16 +242,10 @@ mod tests {
             ("children".to_string(), AttributeKind::Number),
         ]);
         let mut cur = BTreeMap::new();
-        let ok = BTreeMap::from([
-            ("children".to_string(), json!(2)),
-            ("vip_since".to_string(), json!("2020-01-01")),
-        ]);
+        let ok = BTreeMap::from([("children".to_string(), json!(2)), ("vip_since".to_string(), json!("2020-01-01"))]);
         apply_attributes(&mut cur, &ok, &declared).unwrap();
         assert_eq!(cur.len(), 2);
-        let bad = BTreeMap::from([
-            ("children".to_string(), json!("two")),
-            ("pets".to_string(), json!(1)),
-        ]);
+        let bad = BTreeMap::from([("children".to_string(), json!("two")), ("pets".to_string(), json!(1))]);
         let e = apply_attributes(&mut cur, &bad, &declared).unwrap_err();
         assert_eq!(e.errors.len(), 2);
         assert_eq!(cur["children"], json!(2), "nothing applied on error");

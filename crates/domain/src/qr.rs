@@ -21,12 +21,7 @@ pub fn sign(key: &[u8], member_id: &str, expires_at: Millis) -> String {
 
 /// The member id inside a valid, unexpired token.
 pub fn verify(key: &[u8], token: &str, now: Millis) -> Result<String, DomainError> {
-    let bad = || {
-        DomainError::new(
-            Code::InvalidQrToken,
-            "the member code is not valid; ask the member to refresh it",
-        )
-    };
+    let bad = || DomainError::new(Code::InvalidQrToken, "the member code is not valid; ask the member to refresh it");
     let (payload, tag) = token.trim().split_once('.').ok_or_else(bad)?;
     let tag = B64.decode(tag).map_err(|_| bad())?;
     if mac(key, payload.as_bytes()).ct_eq(&tag).unwrap_u8() != 1 {
@@ -62,10 +57,7 @@ mod tests {
         let key = [7u8; 32];
         let t = sign(&key, "m_abc", 1_000 + TTL_MS);
         assert_eq!(verify(&key, &t, 1_000).unwrap(), "m_abc");
-        assert_eq!(
-            verify(&key, &t, 2_000 + TTL_MS).unwrap_err().code,
-            Code::InvalidQrToken
-        );
+        assert_eq!(verify(&key, &t, 2_000 + TTL_MS).unwrap_err().code, Code::InvalidQrToken);
         assert!(verify(&[8u8; 32], &t, 1_000).is_err());
         let forged = sign(&key, "m_xyz", 1_000 + TTL_MS);
         let (_, tag) = t.split_once('.').unwrap();

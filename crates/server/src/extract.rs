@@ -16,18 +16,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        Code::PayloadTooLarge,
-                        "the request body is larger than the server accepts",
-                    )
-                } else {
-                    ApiError::new(Code::MalformedBody, "the request body could not be read")
-                }
-            })?;
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(Code::PayloadTooLarge, "the request body is larger than the server accepts")
+            } else {
+                ApiError::new(Code::MalformedBody, "the request body could not be read")
+            }
+        })?;
         parse(&bytes).map(Json)
     }
 }
@@ -38,10 +33,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() || path == "." {
-            ApiError::new(
-                Code::MalformedBody,
-                format!("the body is not a valid JSON object: {inner}"),
-            )
+            ApiError::new(Code::MalformedBody, format!("the body is not a valid JSON object: {inner}"))
         } else {
             DomainError::field(path, inner.to_string()).into()
         }
@@ -58,10 +50,7 @@ impl Caller {
         if self.0.role.may(action) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
-                "a {} key may not do this",
-                self.0.role.as_str()
-            )))
+            Err(ApiError::forbidden(format!("a {} key may not do this", self.0.role.as_str())))
         }
     }
 }

@@ -42,19 +42,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             max_body_bytes: 1 << 20,
-            rate_limit: Limit {
-                per_second: 2000.0,
-                burst: 4000.0,
-            },
-            lookup_rate_limit: Limit {
-                per_second: 10.0,
-                burst: 100.0,
-            },
-            unmasked_roles: Role::ALL
-                .iter()
-                .copied()
-                .filter(|r| r.unmasked_by_default())
-                .collect(),
+            rate_limit: Limit { per_second: 2000.0, burst: 4000.0 },
+            lookup_rate_limit: Limit { per_second: 10.0, burst: 100.0 },
+            unmasked_roles: Role::ALL.iter().copied().filter(|r| r.unmasked_by_default()).collect(),
             idempotency_retention_days: 35,
         }
     }
@@ -104,21 +94,13 @@ impl AppState {
     /// cost a query per request.
     pub async fn principal(&self, secret: &str) -> Result<Option<Principal>, ApiError> {
         let hash = keys::hash(secret);
-        if let Some((p, at)) = self
-            .key_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&hash)
-        {
+        if let Some((p, at)) = self.key_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
             if at.elapsed() < KEY_CACHE_TTL {
                 return Ok(p.clone());
             }
         }
         let s = secret.to_string();
-        let p = self
-            .store
-            .read_short(move |tx, _| keys::find(tx, &s))
-            .await?;
+        let p = self.store.read_short(move |tx, _| keys::find(tx, &s)).await?;
         let mut cache = self.key_cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() > 10_000 {
             cache.clear();
@@ -170,15 +152,7 @@ pub fn audit_admin(
     target: Option<&str>,
 ) -> ronghe_store::Result<()> {
     if p.role == Role::Admin {
-        audit::append(
-            tx,
-            now,
-            &p.key_id,
-            p.role.as_str(),
-            action,
-            target,
-            &serde_json::json!({}),
-        )?;
+        audit::append(tx, now, &p.key_id, p.role.as_str(), action, target, &serde_json::json!({}))?;
     }
     Ok(())
 }
@@ -187,51 +161,28 @@ pub fn router(state: AppState) -> Router {
     use routes::{admin, commerce, members, system};
     let v1 = Router::new()
         .route("/v1/members", post(members::register))
-        .route(
-            "/v1/members/lookup",
-            post(members::lookup).get(members::lookup_get),
-        )
+        .route("/v1/members/lookup", post(members::lookup).get(members::lookup_get))
         .route("/v1/members/merge", post(members::merge))
-        .route(
-            "/v1/members/{id}",
-            get(members::get)
-                .patch(members::update)
-                .delete(members::erase),
-        )
-        .route(
-            "/v1/members/{id}/consents",
-            get(members::consents).put(members::change_consents),
-        )
+        .route("/v1/members/{id}", get(members::get).patch(members::update).delete(members::erase))
+        .route("/v1/members/{id}/consents", get(members::consents).put(members::change_consents))
         .route("/v1/members/{id}/export", get(members::export))
         .route("/v1/members/{id}/qr", post(members::qr_code))
         .route("/v1/attributes", get(admin::list_attributes))
         .route("/v1/attributes/{name}", put(admin::define_attribute))
         .route("/v1/products", put(commerce::put_products))
         .route("/v1/products/{sku}", get(commerce::get_product))
-        .route(
-            "/v1/loyalty/program",
-            put(commerce::put_program).get(commerce::get_program),
-        )
+        .route("/v1/loyalty/program", put(commerce::put_program).get(commerce::get_program))
         .route("/v1/orders", post(commerce::place))
         .route("/v1/orders/quote", post(commerce::quote))
         .route("/v1/orders/{id}", get(commerce::get_order))
         .route("/v1/orders/{id}/cancel", post(commerce::cancel))
         .route("/v1/members/{id}/points", get(commerce::get_points))
-        .route(
-            "/v1/members/{id}/points/adjustments",
-            post(commerce::adjust_points),
-        )
+        .route("/v1/members/{id}/points/adjustments", post(commerce::adjust_points))
         .route("/v1/keys", post(admin::create_key))
         .route("/v1/audit", get(admin::list_audit))
         // Layers run bottom-up: authenticate first, then idempotency.
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::idempotency,
-        ))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::authenticate,
-        ));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::idempotency))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate));
     Router::new()
         .route("/healthz", get(system::healthz))
         .route("/metrics", get(system::metrics))
@@ -239,15 +190,9 @@ pub fn router(state: AppState) -> Router {
         .merge(v1)
         .fallback(|| async { ApiError::new(Code::RouteNotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                Code::MethodNotAllowed,
-                "this route does not take that method",
-            )
+            ApiError::new(Code::MethodNotAllowed, "this route does not take that method")
         })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::observe,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::observe))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state)
 }
@@ -259,9 +204,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     spawn_housekeeping(state.clone());
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
 /// Hourly: forget idempotency keys past their retention.
@@ -271,10 +214,7 @@ fn spawn_housekeeping(state: AppState) {
         loop {
             tick.tick().await;
             let cutoff = state.now() - state.config.idempotency_retention_days * 86_400_000;
-            let r = state
-                .store
-                .write(move |tx, _| ronghe_store::idempotency::purge(tx, cutoff))
-                .await;
+            let r = state.store.write(move |tx, _| ronghe_store::idempotency::purge(tx, cutoff)).await;
             match r {
                 Ok(n) if n > 0 => {
                     tracing::info!(purged = n, "idempotency keys past retention removed")

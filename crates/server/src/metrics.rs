@@ -25,20 +25,11 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("ronghe");
         let requests = Family::<Labels, Counter>::default();
         // 0.1 ms … ~1.6 s
-        let latency = Family::<Labels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.0001, 2.0, 15))
-        });
+        let latency =
+            Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 15)));
         registry.register("http_requests", "HTTP requests answered", requests.clone());
-        registry.register(
-            "http_request_duration_seconds",
-            "Time to answer an HTTP request",
-            latency.clone(),
-        );
-        Metrics {
-            registry,
-            requests,
-            latency,
-        }
+        registry.register("http_request_duration_seconds", "Time to answer an HTTP request", latency.clone());
+        Metrics { registry, requests, latency }
     }
 }
 

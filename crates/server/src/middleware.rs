@@ -26,11 +26,7 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     let request_id = hex::encode(b);
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |m| m.as_str())
-        .to_string();
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_string();
     let mut resp = next.run(req).await;
     let status = resp.status();
     if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -41,11 +37,7 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
     }
     let secs = started.elapsed().as_secs_f64();
     state.metrics.observe(
-        crate::metrics::Labels {
-            method: method.to_string(),
-            route: route.clone(),
-            status: status.as_u16(),
-        },
+        crate::metrics::Labels { method: method.to_string(), route: route.clone(), status: status.as_u16() },
         secs,
     );
     tracing::info!(target: "ronghe::http", method = %method, route = %route, status = status.as_u16(),
@@ -75,21 +67,14 @@ async fn with_request_id(resp: Response, request_id: &str) -> Response {
 /// then apply the key's general rate limit.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(secret) = presented_key(&req) else {
-        return ApiError::new(
-            Code::Unauthorized,
-            "send an API key as `Authorization: Bearer <key>`",
-        )
-        .into_response();
+        return ApiError::new(Code::Unauthorized, "send an API key as `Authorization: Bearer <key>`").into_response();
     };
     let principal = match state.principal(&secret).await {
         Ok(Some(p)) => p,
         Ok(None) => return ApiError::new(Code::Unauthorized, "unknown API key").into_response(),
         Err(e) => return e.into_response(),
     };
-    if let Err(retry) = state
-        .limiter
-        .check(&principal.key_id, crate::ratelimit::Bucket::Requests)
-    {
+    if let Err(retry) = state.limiter.check(&principal.key_id, crate::ratelimit::Bucket::Requests) {
         return rate_limited(retry).into_response();
     }
     req.extensions_mut().insert(principal);
@@ -99,28 +84,18 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 pub fn rate_limited(retry_after: u64) -> ApiError {
     ApiError {
         retry_after: Some(retry_after),
-        ..ApiError::new(
-            Code::RateLimited,
-            format!("too many requests for this key; retry in {retry_after} s"),
-        )
+        ..ApiError::new(Code::RateLimited, format!("too many requests for this key; retry in {retry_after} s"))
     }
 }
 
 fn presented_key(req: &Request) -> Option<String> {
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .trim();
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, rest) = value.split_once(' ')?;
     match scheme.to_ascii_lowercase().as_str() {
         "bearer" => Some(rest.trim().to_string()).filter(|s| !s.is_empty()),
         "basic" => {
             use base64::Engine;
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(rest.trim())
-                .ok()?;
+            let raw = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
             let text = String::from_utf8(raw).ok()?;
             let user = text.split_once(':').map_or(text.as_str(), |(u, _)| u);
             Some(user.to_string()).filter(|s| !s.is_empty())
@@ -135,10 +110,7 @@ const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// response (and `Idempotent-Replayed: true`); another body, or a replay while the first is
 /// still running, gets `409 idempotency_conflict`.
 pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !matches!(
-        *req.method(),
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    ) {
+    if !matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
         return next.run(req).await;
     }
     let Some(key) = req.headers().get(IDEMPOTENCY_HEADER) else {
@@ -161,34 +133,20 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let bytes = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => {
-            return ApiError::new(
-                Code::PayloadTooLarge,
-                "the request body is larger than the server accepts",
-            )
-            .into_response();
+            return ApiError::new(Code::PayloadTooLarge, "the request body is larger than the server accepts")
+                .into_response();
         }
     };
-    let scope = scope(
-        &principal.key_id,
-        parts.method.as_str(),
-        parts.uri.path(),
-        &key,
-    );
+    let scope = scope(&principal.key_id, parts.method.as_str(), parts.uri.path(), &key);
     let body_hash = body_hash(&bytes);
     let now = state.now();
     let (s2, b2) = (scope.clone(), body_hash.clone());
-    let begin = state
-        .store
-        .write(move |tx, kr| idempotency::begin(tx, kr, &s2, &b2, now))
-        .await;
+    let begin = state.store.write(move |tx, kr| idempotency::begin(tx, kr, &s2, &b2, now)).await;
     match begin {
         Err(e) => return ApiError::from(e).into_response(),
         Ok(Begin::DifferentBody) => {
-            return ApiError::new(
-                Code::IdempotencyConflict,
-                "this Idempotency-Key was used with another body",
-            )
-            .into_response();
+            return ApiError::new(Code::IdempotencyConflict, "this Idempotency-Key was used with another body")
+                .into_response();
         }
         Ok(Begin::InFlight) => {
             return ApiError::new(
@@ -200,28 +158,16 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         Ok(Begin::Replay { status, body }) => return replay(status, body),
         Ok(Begin::Fresh) => {}
     }
-    let resp = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let (rparts, rbody) = resp.into_parts();
-    let rbytes = axum::body::to_bytes(rbody, usize::MAX)
-        .await
-        .unwrap_or_default();
+    let rbytes = axum::body::to_bytes(rbody, usize::MAX).await.unwrap_or_default();
     let status = rparts.status.as_u16();
     let result = if rparts.status.is_server_error() {
-        state
-            .store
-            .write(move |tx, _| idempotency::abort(tx, &scope))
-            .await
+        state.store.write(move |tx, _| idempotency::abort(tx, &scope)).await
     } else {
         let member = member_of(&rbytes);
         let body = rbytes.clone();
-        state
-            .store
-            .write(move |tx, kr| {
-                idempotency::finish(tx, kr, &scope, status, &body, member.as_deref())
-            })
-            .await
+        state.store.write(move |tx, kr| idempotency::finish(tx, kr, &scope, status, &body, member.as_deref())).await
     };
     if let Err(e) = result {
         tracing::error!(error = %e, "cannot record an idempotent response");
@@ -231,16 +177,10 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
 
 fn replay(status: u16, body: Vec<u8>) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    let ctype = if status.is_client_error() {
-        PROBLEM_JSON
-    } else {
-        "application/json"
-    };
+    let ctype = if status.is_client_error() { PROBLEM_JSON } else { "application/json" };
     let mut resp = (status, Bytes::from(body)).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-    resp.headers_mut()
-        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     resp
 }
 
@@ -265,10 +205,7 @@ fn body_hash(bytes: &[u8]) -> Vec<u8> {
 /// The member a stored response is about, so that erasure can delete it.
 fn member_of(bytes: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    v.get("id")?
-        .as_str()
-        .filter(|s| s.starts_with("m_"))
-        .map(str::to_string)
+    v.get("id")?.as_str().filter(|s| s.starts_with("m_")).map(str::to_string)
 }
 
 #[cfg(test)]
@@ -277,18 +214,12 @@ mod tests {
 
     #[test]
     fn canonical_body_hash_ignores_key_order_and_spacing() {
-        assert_eq!(
-            body_hash(br#"{"a":1,"b":[1,2]}"#),
-            body_hash(br#"{ "b": [1, 2], "a": 1 }"#)
-        );
+        assert_eq!(body_hash(br#"{"a":1,"b":[1,2]}"#), body_hash(br#"{ "b": [1, 2], "a": 1 }"#));
         assert_ne!(body_hash(br#"{"a":1}"#), body_hash(br#"{"a":2}"#));
     }
 
     #[test]
     fn scope_separates_parts() {
-        assert_ne!(
-            scope("k", "POST", "/a", "bc"),
-            scope("k", "POST", "/ab", "c")
-        );
+        assert_ne!(scope("k", "POST", "/a", "bc"), scope("k", "POST", "/ab", "c"));
     }
 }

@@ -24,10 +24,9 @@ pub fn status(code: Code) -> StatusCode {
         Code::Forbidden => StatusCode::FORBIDDEN,
         Code::NotFound | Code::RouteNotFound => StatusCode::NOT_FOUND,
         Code::MemberErased => StatusCode::GONE,
-        Code::IdentityConflict
-        | Code::IdempotencyConflict
-        | Code::Conflict
-        | Code::OrderNotCancellable => StatusCode::CONFLICT,
+        Code::IdentityConflict | Code::IdempotencyConflict | Code::Conflict | Code::OrderNotCancellable => {
+            StatusCode::CONFLICT
+        }
         Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -70,28 +69,19 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        ApiError {
-            error: DomainError::new(code, message),
-            retry_after: None,
-        }
+        ApiError { error: DomainError::new(code, message), retry_after: None }
     }
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(Code::Forbidden, message)
     }
     pub fn internal() -> Self {
-        Self::new(
-            Code::Internal,
-            "internal error; the server log has the details under this request id",
-        )
+        Self::new(Code::Internal, "internal error; the server log has the details under this request id")
     }
 }
 
 impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
-        ApiError {
-            error,
-            retry_after: None,
-        }
+        ApiError { error, retry_after: None }
     }
 }
 
@@ -121,11 +111,9 @@ impl IntoResponse for ApiError {
             request_id: None,
         };
         let mut resp = (status, axum::Json(problem)).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(s) = self.retry_after {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
     }

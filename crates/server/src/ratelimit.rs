@@ -32,11 +32,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(requests: Limit, lookups: Limit) -> Self {
-        RateLimiter {
-            requests,
-            lookups,
-            buckets: Mutex::new(HashMap::new()),
-        }
+        RateLimiter { requests, lookups, buckets: Mutex::new(HashMap::new()) }
     }
 
     /// Take one token; `Err(seconds)` says when to retry.
@@ -50,10 +46,7 @@ impl RateLimiter {
         }
         let now = Instant::now();
         let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let st = map.entry((key_id.to_string(), bucket)).or_insert(State {
-            tokens: limit.burst,
-            last: now,
-        });
+        let st = map.entry((key_id.to_string(), bucket)).or_insert(State { tokens: limit.burst, last: now });
         let refill = now.duration_since(st.last).as_secs_f64() * limit.per_second;
         st.tokens = (st.tokens + refill).min(limit.burst);
         st.last = now;
@@ -72,16 +65,7 @@ mod tests {
 
     #[test]
     fn burst_then_refusal_with_retry_after() {
-        let rl = RateLimiter::new(
-            Limit {
-                per_second: 0.5,
-                burst: 2.0,
-            },
-            Limit {
-                per_second: 0.0,
-                burst: 0.0,
-            },
-        );
+        let rl = RateLimiter::new(Limit { per_second: 0.5, burst: 2.0 }, Limit { per_second: 0.0, burst: 0.0 });
         assert!(rl.check("k", Bucket::Requests).is_ok());
         assert!(rl.check("k", Bucket::Requests).is_ok());
         assert_eq!(rl.check("k", Bucket::Requests), Err(2));

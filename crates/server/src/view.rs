@@ -135,10 +135,7 @@ impl From<&Decision> for ConsentView {
             channel: d.channel.as_str().into(),
             granted: d.granted,
             decided_at: rfc3339(d.decided_at),
-            source: SourceView {
-                channel: d.source_channel.clone(),
-                store_id: d.source_store.clone(),
-            },
+            source: SourceView { channel: d.source_channel.clone(), store_id: d.source_store.clone() },
             method: d.method.clone(),
         }
     }
@@ -170,10 +167,8 @@ pub struct MemberView {
 impl MemberView {
     pub fn build(m: &MemberRecord, masked: bool) -> MemberView {
         let p = &m.profile;
-        let hide = |v: &Option<String>, f: fn(&str) -> String| {
-            v.as_deref()
-                .map(|s| if masked { f(s) } else { s.to_string() })
-        };
+        let hide =
+            |v: &Option<String>, f: fn(&str) -> String| v.as_deref().map(|s| if masked { f(s) } else { s.to_string() });
         MemberView {
             id: m.id.clone(),
             merged_into: m.requested_id.as_ref().map(|_| m.id.clone()),
@@ -204,10 +199,7 @@ impl MemberView {
                 .collect(),
             consents: m.consents.iter().map(ConsentView::from).collect(),
             merged_from: m.merged_from.clone(),
-            source: SourceView {
-                channel: m.source.channel.clone(),
-                store_id: m.source.store_id.clone(),
-            },
+            source: SourceView { channel: m.source.channel.clone(), store_id: m.source.store_id.clone() },
             created_at: rfc3339(m.created_at),
             updated_at: rfc3339(m.updated_at),
         }

@@ -34,12 +34,7 @@ pub fn append(
 }
 
 /// Newest first; `before` is the id of the last entry of the previous page.
-pub fn list(
-    tx: &mut dyn Tx,
-    before: Option<i64>,
-    limit: i64,
-    target: Option<&str>,
-) -> Result<Vec<Entry>> {
+pub fn list(tx: &mut dyn Tx, before: Option<i64>, limit: i64, target: Option<&str>) -> Result<Vec<Entry>> {
     let rows = tx.query(
         "SELECT id, at, key_id, role, action, target, detail FROM audit
          WHERE id < $1 AND ($2 = '' OR target = $2) ORDER BY id DESC LIMIT $3",
@@ -54,8 +49,7 @@ pub fn list(
                 role: r.string(3)?,
                 action: r.string(4)?,
                 target: r.opt_string(5)?,
-                detail: serde_json::from_str(&r.string(6)?)
-                    .map_err(|e| DbError::Other(e.to_string()))?,
+                detail: serde_json::from_str(&r.string(6)?).map_err(|e| DbError::Other(e.to_string()))?,
             })
         })
         .collect()

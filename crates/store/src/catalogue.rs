@@ -35,8 +35,7 @@ pub fn upsert(tx: &mut dyn Tx, items: &[Item], now: Millis) -> Result<usize> {
              ON CONFLICT (sku) DO UPDATE SET name = excluded.name, category = excluded.category, updated_at = excluded.updated_at",
             vals![it.sku.as_str(), it.name.as_str(), it.category.as_str(), now],
         )?;
-        let cp = serde_json::to_string(&it.channel_prices_fen)
-            .map_err(|e| DbError::Other(e.to_string()))?;
+        let cp = serde_json::to_string(&it.channel_prices_fen).map_err(|e| DbError::Other(e.to_string()))?;
         tx.exec(
             "INSERT INTO prices (sku, effective_from, price_fen, channel_prices) VALUES ($1, $2, $3, $4)
              ON CONFLICT (sku, effective_from) DO UPDATE SET price_fen = excluded.price_fen, channel_prices = excluded.channel_prices",
@@ -47,15 +46,14 @@ pub fn upsert(tx: &mut dyn Tx, items: &[Item], now: Millis) -> Result<usize> {
 }
 
 pub fn get(tx: &mut dyn Tx, sku: &str) -> Result<Option<Product>> {
-    let Some(p) = tx.query_one(
-        "SELECT sku, name, category FROM products WHERE sku = $1",
-        vals![sku],
-    )?
-    else {
+    let Some(p) = tx.query_one("SELECT sku, name, category FROM products WHERE sku = $1", vals![sku])? else {
         return Ok(None);
     };
     let prices = tx
-        .query("SELECT effective_from, price_fen, channel_prices FROM prices WHERE sku = $1 ORDER BY effective_from", vals![sku])?
+        .query(
+            "SELECT effective_from, price_fen, channel_prices FROM prices WHERE sku = $1 ORDER BY effective_from",
+            vals![sku],
+        )?
         .iter()
         .map(|r| {
             Ok(PriceRow {
@@ -65,10 +63,5 @@ pub fn get(tx: &mut dyn Tx, sku: &str) -> Result<Option<Product>> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Some(Product {
-        sku: p.string(0)?,
-        name: p.string(1)?,
-        category: p.string(2)?,
-        prices,
-    }))
+    Ok(Some(Product { sku: p.string(0)?, name: p.string(1)?, category: p.string(2)?, prices }))
 }

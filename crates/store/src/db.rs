@@ -53,10 +53,7 @@ impl From<postgres::Error> for DbError {
         };
         match e.code() {
             Some(c) if *c == SqlState::UNIQUE_VIOLATION => DbError::UniqueViolation(text),
-            Some(c)
-                if *c == SqlState::T_R_SERIALIZATION_FAILURE
-                    || *c == SqlState::T_R_DEADLOCK_DETECTED =>
-            {
+            Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED => {
                 DbError::Retry(text)
             }
             _ => DbError::Other(text),
@@ -127,16 +124,12 @@ pub struct Row(pub Vec<Value>);
 
 impl Row {
     fn at(&self, i: usize) -> Result<&Value, DbError> {
-        self.0
-            .get(i)
-            .ok_or_else(|| DbError::Other(format!("no column {i}")))
+        self.0.get(i).ok_or_else(|| DbError::Other(format!("no column {i}")))
     }
     pub fn i64(&self, i: usize) -> Result<i64, DbError> {
         match self.at(i)? {
             Value::Int(v) => Ok(*v),
-            v => Err(DbError::Other(format!(
-                "column {i}: expected an integer, got {v:?}"
-            ))),
+            v => Err(DbError::Other(format!("column {i}: expected an integer, got {v:?}"))),
         }
     }
     pub fn opt_i64(&self, i: usize) -> Result<Option<i64>, DbError> {
@@ -148,9 +141,7 @@ impl Row {
     pub fn string(&self, i: usize) -> Result<String, DbError> {
         match self.at(i)? {
             Value::Text(v) => Ok(v.clone()),
-            v => Err(DbError::Other(format!(
-                "column {i}: expected text, got {v:?}"
-            ))),
+            v => Err(DbError::Other(format!("column {i}: expected text, got {v:?}"))),
         }
     }
     pub fn opt_string(&self, i: usize) -> Result<Option<String>, DbError> {
@@ -162,9 +153,7 @@ impl Row {
     pub fn blob(&self, i: usize) -> Result<Vec<u8>, DbError> {
         match self.at(i)? {
             Value::Blob(v) => Ok(v.clone()),
-            v => Err(DbError::Other(format!(
-                "column {i}: expected bytes, got {v:?}"
-            ))),
+            v => Err(DbError::Other(format!("column {i}: expected bytes, got {v:?}"))),
         }
     }
     pub fn opt_blob(&self, i: usize) -> Result<Option<Vec<u8>>, DbError> {
@@ -200,11 +189,7 @@ pub trait Tx {
 pub(crate) struct SqliteTx<'a>(pub &'a rusqlite::Connection);
 
 fn sqlite_sql(sql: &str) -> std::borrow::Cow<'_, str> {
-    if sql.contains('$') {
-        std::borrow::Cow::Owned(sql.replace('$', "?"))
-    } else {
-        std::borrow::Cow::Borrowed(sql)
-    }
+    if sql.contains('$') { std::borrow::Cow::Owned(sql.replace('$', "?")) } else { std::borrow::Cow::Borrowed(sql) }
 }
 
 impl rusqlite::ToSql for Value {
@@ -262,11 +247,7 @@ pub(crate) struct PgTx<'a, 'b> {
 }
 
 impl ToSql for Value {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self {
             Value::Null => Ok(IsNull::Yes),
             Value::Int(i) => match *ty {
@@ -299,29 +280,19 @@ fn pg_row(row: &postgres::Row) -> Result<Row, DbError> {
         let v = if *ty == Type::INT8 {
             row.try_get::<_, Option<i64>>(i)?.map(Value::Int)
         } else if *ty == Type::INT4 {
-            row.try_get::<_, Option<i32>>(i)?
-                .map(|v| Value::Int(v.into()))
+            row.try_get::<_, Option<i32>>(i)?.map(|v| Value::Int(v.into()))
         } else if *ty == Type::INT2 {
-            row.try_get::<_, Option<i16>>(i)?
-                .map(|v| Value::Int(v.into()))
+            row.try_get::<_, Option<i16>>(i)?.map(|v| Value::Int(v.into()))
         } else if *ty == Type::BOOL {
-            row.try_get::<_, Option<bool>>(i)?
-                .map(|v| Value::Int(v.into()))
+            row.try_get::<_, Option<bool>>(i)?.map(|v| Value::Int(v.into()))
         } else if *ty == Type::FLOAT8 {
             row.try_get::<_, Option<f64>>(i)?.map(Value::Real)
         } else if *ty == Type::BYTEA {
             row.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Blob)
-        } else if *ty == Type::TEXT
-            || *ty == Type::VARCHAR
-            || *ty == Type::NAME
-            || *ty == Type::BPCHAR
-        {
+        } else if *ty == Type::TEXT || *ty == Type::VARCHAR || *ty == Type::NAME || *ty == Type::BPCHAR {
             row.try_get::<_, Option<String>>(i)?.map(Value::Text)
         } else {
-            return Err(DbError::Other(format!(
-                "column {} has unsupported type {ty}",
-                col.name()
-            )));
+            return Err(DbError::Other(format!("column {} has unsupported type {ty}", col.name())));
         };
         vals.push(v.unwrap_or(Value::Null));
     }
@@ -338,11 +309,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
-        self.tx
-            .query(sql, &pg_params(params))?
-            .iter()
-            .map(pg_row)
-            .collect()
+        self.tx.query(sql, &pg_params(params))?.iter().map(pg_row).collect()
     }
 
     fn for_update(&self) -> &'static str {
@@ -400,41 +367,27 @@ impl<C: Send + 'static> Drop for Pool<C> {
         // async worker thread: let a plain thread drop the idle connections.
         let idle = std::mem::take(&mut self.idle.get_mut().unwrap_or_else(|e| e.into_inner()).0);
         if !idle.is_empty() {
-            let _ = std::thread::Builder::new()
-                .name("ronghe-pool-close".into())
-                .spawn(move || drop(idle));
+            let _ = std::thread::Builder::new().name("ronghe-pool-close".into()).spawn(move || drop(idle));
         }
     }
 }
 
 impl<C: Send + 'static> Pool<C> {
     pub fn new(max: usize, connect: Connect<C>, healthy: fn(&C) -> bool) -> Self {
-        Pool {
-            idle: Mutex::new((Vec::new(), 0)),
-            freed: Condvar::new(),
-            max,
-            connect,
-            healthy,
-        }
+        Pool { idle: Mutex::new((Vec::new(), 0)), freed: Condvar::new(), max, connect, healthy }
     }
 
     pub fn get(&self) -> Result<Pooled<'_, C>, DbError> {
         let mut g = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(c) = g.0.pop() {
-                return Ok(Pooled {
-                    pool: self,
-                    conn: Some(c),
-                });
+                return Ok(Pooled { pool: self, conn: Some(c) });
             }
             if g.1 < self.max {
                 g.1 += 1;
                 drop(g);
                 return match (self.connect)() {
-                    Ok(c) => Ok(Pooled {
-                        pool: self,
-                        conn: Some(c),
-                    }),
+                    Ok(c) => Ok(Pooled { pool: self, conn: Some(c) }),
                     Err(e) => {
                         self.idle.lock().unwrap_or_else(|e| e.into_inner()).1 -= 1;
                         Err(e)

@@ -22,13 +22,7 @@ pub enum Begin {
     InFlight,
 }
 
-pub fn begin(
-    tx: &mut dyn Tx,
-    kr: &Keyring,
-    scope: &[u8],
-    body_hash: &[u8],
-    now: Millis,
-) -> Result<Begin> {
+pub fn begin(tx: &mut dyn Tx, kr: &Keyring, scope: &[u8], body_hash: &[u8], now: Millis) -> Result<Begin> {
     let sql = format!(
         "SELECT body_hash, state, status, response, created_at FROM idempotency WHERE scope = $1{}",
         tx.for_update()
@@ -45,16 +39,10 @@ pub fn begin(
     }
     if r.string(1)? == "done" {
         let body = kr.open_response(scope, &r.blob(3)?)?;
-        return Ok(Begin::Replay {
-            status: r.i64(2)? as u16,
-            body,
-        });
+        return Ok(Begin::Replay { status: r.i64(2)? as u16, body });
     }
     if now - r.i64(4)? > STALE_IN_FLIGHT_MS {
-        tx.exec(
-            "UPDATE idempotency SET created_at = $2 WHERE scope = $1",
-            vals![scope, now],
-        )?;
+        tx.exec("UPDATE idempotency SET created_at = $2 WHERE scope = $1", vals![scope, now])?;
         return Ok(Begin::Fresh);
     }
     Ok(Begin::InFlight)
@@ -77,17 +65,11 @@ pub fn finish(
 
 /// Forget a claim whose request failed on the server's side, so that a retry runs again.
 pub fn abort(tx: &mut dyn Tx, scope: &[u8]) -> Result<()> {
-    tx.exec(
-        "DELETE FROM idempotency WHERE scope = $1 AND state = 'in_flight'",
-        vals![scope],
-    )?;
+    tx.exec("DELETE FROM idempotency WHERE scope = $1 AND state = 'in_flight'", vals![scope])?;
     Ok(())
 }
 
 /// Drop keys older than the retention (at least 30 days: offline tills resend late).
 pub fn purge(tx: &mut dyn Tx, older_than: Millis) -> Result<u64> {
-    Ok(tx.exec(
-        "DELETE FROM idempotency WHERE created_at < $1",
-        vals![older_than],
-    )?)
+    Ok(tx.exec("DELETE FROM idempotency WHERE created_at < $1", vals![older_than])?)
 }

@@ -56,13 +56,7 @@ fn seal_with(cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     // thread_rng is a CSPRNG seeded from the OS: no system call per nonce.
     rand::thread_rng().fill_bytes(&mut nonce);
     let ct = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
         .expect("AES-GCM encryption of an in-memory buffer cannot fail");
     let mut out = Vec::with_capacity(NONCE + ct.len());
     out.extend_from_slice(&nonce);
@@ -75,9 +69,7 @@ fn open_with(cipher: &Aes256Gcm, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, K
         return Err(KeyError::Decrypt);
     }
     let (nonce, ct) = sealed.split_at(NONCE);
-    cipher
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
-        .map_err(|_| KeyError::Decrypt)
+    cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad }).map_err(|_| KeyError::Decrypt)
 }
 
 fn aad(member_id: &str, field: &str) -> Vec<u8> {
@@ -102,36 +94,25 @@ impl Keyring {
 
     /// Parse `RONGHE_MASTER_KEY`: 64 hex characters.
     pub fn parse_master(text: &str) -> Result<[u8; 32], KeyError> {
-        let bytes = hex::decode(text.trim()).map_err(|_| {
-            KeyError::Config("RONGHE_MASTER_KEY must be 64 hex characters (32 bytes)".into())
-        })?;
-        bytes.try_into().map_err(|_| {
-            KeyError::Config("RONGHE_MASTER_KEY must be 64 hex characters (32 bytes)".into())
-        })
+        let bytes = hex::decode(text.trim())
+            .map_err(|_| KeyError::Config("RONGHE_MASTER_KEY must be 64 hex characters (32 bytes)".into()))?;
+        bytes.try_into().map_err(|_| KeyError::Config("RONGHE_MASTER_KEY must be 64 hex characters (32 bytes)".into()))
     }
 
     /// Read `master.key` in the data folder, creating it (mode 0600) if it does not exist.
     pub fn load_or_create_file(dir: &Path) -> Result<[u8; 32], KeyError> {
         let path = dir.join("master.key");
         match std::fs::read_to_string(&path) {
-            Ok(text) => Self::parse_master(&text).map_err(|_| {
-                KeyError::Config(format!(
-                    "{} is not a valid key (64 hex characters)",
-                    path.display()
-                ))
-            }),
+            Ok(text) => Self::parse_master(&text)
+                .map_err(|_| KeyError::Config(format!("{} is not a valid key (64 hex characters)", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut key);
-                write_private(&path, &hex::encode(key)).map_err(|e| {
-                    KeyError::Config(format!("cannot write {}: {e}", path.display()))
-                })?;
+                write_private(&path, &hex::encode(key))
+                    .map_err(|e| KeyError::Config(format!("cannot write {}: {e}", path.display())))?;
                 Ok(key)
             }
-            Err(e) => Err(KeyError::Config(format!(
-                "cannot read {}: {e}",
-                path.display()
-            ))),
+            Err(e) => Err(KeyError::Config(format!("cannot read {}: {e}", path.display()))),
         }
     }
 
@@ -146,8 +127,7 @@ impl Keyring {
 
     /// The blind index of an identity (its canonical bytes).
     pub fn blind(&self, canonical: &[u8]) -> Vec<u8> {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.blind_key)
-            .expect("HMAC takes any key length");
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.blind_key).expect("HMAC takes any key length");
         m.update(canonical);
         m.finalize().into_bytes().to_vec()
     }
@@ -182,8 +162,7 @@ impl DataKey {
     }
 
     pub fn open(&self, member_id: &str, field: &str, sealed: &[u8]) -> Result<String, KeyError> {
-        String::from_utf8(open_with(&self.0, &aad(member_id, field), sealed)?)
-            .map_err(|_| KeyError::Decrypt)
+        String::from_utf8(open_with(&self.0, &aad(member_id, field), sealed)?).map_err(|_| KeyError::Decrypt)
     }
 }
 
@@ -191,11 +170,7 @@ impl DataKey {
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     f.write_all(text.as_bytes())?;
     f.sync_all()
 }
@@ -217,34 +192,18 @@ mod tests {
         assert!(!sealed.windows(3).any(|w| w == "王".as_bytes()));
         let dk2 = k.unwrap_data_key("m_1", &wrapped).unwrap();
         assert_eq!(dk2.open("m_1", "name", &sealed).unwrap(), "王小明");
-        assert!(
-            dk2.open("m_2", "name", &sealed).is_err(),
-            "bound to the member"
-        );
-        assert!(
-            dk2.open("m_1", "city", &sealed).is_err(),
-            "bound to the field"
-        );
+        assert!(dk2.open("m_2", "name", &sealed).is_err(), "bound to the member");
+        assert!(dk2.open("m_1", "city", &sealed).is_err(), "bound to the field");
         assert!(k.unwrap_data_key("m_2", &wrapped).is_err());
-        assert!(
-            Keyring::from_master([2u8; 32])
-                .unwrap_data_key("m_1", &wrapped)
-                .is_err()
-        );
+        assert!(Keyring::from_master([2u8; 32]).unwrap_data_key("m_1", &wrapped).is_err());
     }
 
     #[test]
     fn blind_index_is_keyed_and_deterministic() {
         let a = Keyring::from_master([1u8; 32]);
         let b = Keyring::from_master([2u8; 32]);
-        assert_eq!(
-            a.blind(b"phone\0\0+8613800138000"),
-            a.blind(b"phone\0\0+8613800138000")
-        );
-        assert_ne!(
-            a.blind(b"phone\0\0+8613800138000"),
-            b.blind(b"phone\0\0+8613800138000")
-        );
+        assert_eq!(a.blind(b"phone\0\0+8613800138000"), a.blind(b"phone\0\0+8613800138000"));
+        assert_ne!(a.blind(b"phone\0\0+8613800138000"), b.blind(b"phone\0\0+8613800138000"));
         assert_ne!(a.fingerprint(), b.fingerprint());
     }
 
@@ -257,10 +216,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("master.key"))
-                .unwrap()
-                .permissions()
-                .mode();
+            let mode = std::fs::metadata(dir.path().join("master.key")).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

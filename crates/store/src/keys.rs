@@ -16,10 +16,7 @@ pub fn hash(secret: &str) -> String {
 pub fn new_secret() -> String {
     let mut b = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut b);
-    format!(
-        "rh_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-    )
+    format!("rh_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
 }
 
 #[derive(Debug, Clone)]
@@ -59,23 +56,14 @@ pub fn ensure_admin(tx: &mut dyn Tx, secret: &str, now: Millis) -> Result<()> {
     let h = hash(secret);
     let sql = format!("SELECT id FROM api_keys WHERE hash = $1{}", tx.for_update());
     if tx.query_one(&sql, vals![h.as_str()])?.is_none() {
-        let key = NewKey {
-            role: Role::Admin,
-            name: "RONGHE_ADMIN_KEY".into(),
-            store_id: None,
-            channel: None,
-        };
+        let key = NewKey { role: Role::Admin, name: "RONGHE_ADMIN_KEY".into(), store_id: None, channel: None };
         insert(tx, &h, &key, now)?;
     }
     Ok(())
 }
 
 pub fn count(tx: &mut dyn Tx) -> Result<i64> {
-    Ok(tx
-        .query_one("SELECT count(*) FROM api_keys", &[])?
-        .map(|r| r.i64(0))
-        .transpose()?
-        .unwrap_or(0))
+    Ok(tx.query_one("SELECT count(*) FROM api_keys", &[])?.map(|r| r.i64(0)).transpose()?.unwrap_or(0))
 }
 
 /// The principal of a presented secret, if it names a live key.
@@ -88,10 +76,5 @@ pub fn find(tx: &mut dyn Tx, secret: &str) -> Result<Option<Principal>> {
     let Some(role) = Role::parse(&r.string(1)?) else {
         return Ok(None);
     };
-    Ok(Some(Principal {
-        key_id: r.string(0)?,
-        role,
-        store_id: r.opt_string(2)?,
-        channel: r.opt_string(3)?,
-    }))
+    Ok(Some(Principal { key_id: r.string(0)?, role, store_id: r.opt_string(2)?, channel: r.opt_string(3)? }))
 }

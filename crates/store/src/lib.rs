@@ -63,17 +63,11 @@ pub struct StoreOptions {
 
 impl StoreOptions {
     pub fn new(location: Location) -> Self {
-        StoreOptions {
-            location,
-            master_key: None,
-            pg_schema: None,
-            pool_size: 8,
-        }
+        StoreOptions { location, master_key: None, pg_schema: None, pool_size: 8 }
     }
 }
 
-type Job =
-    Box<dyn FnOnce(&mut dyn Tx) -> (bool, Box<dyn FnOnce(Result<(), DbError>) + Send>) + Send>;
+type Job = Box<dyn FnOnce(&mut dyn Tx) -> (bool, Box<dyn FnOnce(Result<(), DbError>) + Send>) + Send>;
 
 enum Backend {
     Sqlite {
@@ -119,34 +113,30 @@ impl Store {
     }
 
     fn open_sqlite(dir: &std::path::Path, opts: &StoreOptions) -> Result<Store> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
         let master = match &opts.master_key {
             Some(k) => Keyring::parse_master(k)?,
             None => Keyring::load_or_create_file(dir)?,
         };
         let keyring = Arc::new(Keyring::from_master(master));
         let path = dir.join("ronghe.db");
-        let open =
-            move |path: &std::path::Path, writer: bool| -> Result<rusqlite::Connection, DbError> {
-                let c = rusqlite::Connection::open(path)?;
-                // secure_delete overwrites freed content, so erased data does not linger in pages.
-                c.execute_batch(
+        let open = move |path: &std::path::Path, writer: bool| -> Result<rusqlite::Connection, DbError> {
+            let c = rusqlite::Connection::open(path)?;
+            // secure_delete overwrites freed content, so erased data does not linger in pages.
+            c.execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;
                  PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
                  PRAGMA mmap_size = 17179869184; PRAGMA cache_size = -32768;",
             )?;
-                if !writer {
-                    c.execute_batch("PRAGMA query_only = ON;")?;
-                }
-                c.set_prepared_statement_cache_capacity(256);
-                Ok(c)
-            };
+            if !writer {
+                c.execute_batch("PRAGMA query_only = ON;")?;
+            }
+            c.set_prepared_statement_cache_capacity(256);
+            Ok(c)
+        };
         let mut wconn = open(&path, true)?;
         // Checkpoints run on their own thread, so that the writer never stalls copying the WAL.
-        wconn
-            .execute_batch("PRAGMA wal_autocheckpoint = 0;")
-            .map_err(DbError::from)?;
+        wconn.execute_batch("PRAGMA wal_autocheckpoint = 0;").map_err(DbError::from)?;
         migrate::sqlite(&mut wconn)?;
         check_fingerprint(&mut db::SqliteTx(&wconn), &keyring)?;
 
@@ -162,18 +152,10 @@ impl Store {
             .spawn(move || sqlite_checkpointer(cconn, stopped))
             .map_err(|e| Error::Config(format!("cannot start the checkpoint thread: {e}")))?;
         let rpath = path.clone();
-        let readers = Pool::new(
-            opts.pool_size.max(1),
-            Box::new(move || open(&rpath, false)),
-            |_| true,
-        );
+        let readers = Pool::new(opts.pool_size.max(1), Box::new(move || open(&rpath, false)), |_| true);
         Ok(Store {
             inner: Arc::new(Inner {
-                backend: Backend::Sqlite {
-                    writer: Mutex::new(tx),
-                    readers,
-                    _checkpointer: stop,
-                },
+                backend: Backend::Sqlite { writer: Mutex::new(tx), readers, _checkpointer: stop },
                 keyring,
             }),
         })
@@ -189,21 +171,14 @@ impl Store {
             }
         };
         let keyring = Arc::new(Keyring::from_master(master));
-        let mut config: postgres::Config = url
-            .parse()
-            .map_err(|e| Error::Config(format!("invalid database URL: {e}")))?;
+        let mut config: postgres::Config =
+            url.parse().map_err(|e| Error::Config(format!("invalid database URL: {e}")))?;
         if let Some(schema) = &opts.pg_schema {
-            if !schema
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
-                return Err(Error::Config(
-                    "schema names are letters, digits and _".into(),
-                ));
+            if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(Error::Config("schema names are letters, digits and _".into()));
             }
             let mut c = config.connect(postgres::NoTls).map_err(DbError::from)?;
-            c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                .map_err(DbError::from)?;
+            c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).map_err(DbError::from)?;
             config.options(&format!("-c search_path={schema}"));
         }
         let connect_cfg = config.clone();
@@ -216,21 +191,10 @@ impl Store {
             let mut c = pool.get()?;
             migrate::postgres(&mut c)?;
             let mut t = c.transaction().map_err(DbError::from)?;
-            check_fingerprint(
-                &mut db::PgTx {
-                    tx: &mut t,
-                    writable: true,
-                },
-                &keyring,
-            )?;
+            check_fingerprint(&mut db::PgTx { tx: &mut t, writable: true }, &keyring)?;
             t.commit().map_err(DbError::from)?;
         }
-        Ok(Store {
-            inner: Arc::new(Inner {
-                backend: Backend::Postgres { pool },
-                keyring,
-            }),
-        })
+        Ok(Store { inner: Arc::new(Inner { backend: Backend::Postgres { pool }, keyring }) })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -257,31 +221,23 @@ impl Store {
                 let (reply, answer) = tokio::sync::oneshot::channel::<Result<R>>();
                 let keyring = self.inner.keyring.clone();
                 let job: Job = Box::new(move |tx| {
-                    let result =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(tx, &keyring)))
-                            .unwrap_or_else(|_| {
-                                Err(Error::Db(DbError::Other("a command panicked".into())))
-                            });
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(tx, &keyring)))
+                        .unwrap_or_else(|_| Err(Error::Db(DbError::Other("a command panicked".into()))));
                     let ok = result.is_ok();
-                    let done: Box<dyn FnOnce(Result<(), DbError>) + Send> =
-                        Box::new(move |commit| {
-                            let _ = reply.send(match commit {
-                                Ok(()) => result,
-                                Err(e) => Err(e.into()),
-                            });
+                    let done: Box<dyn FnOnce(Result<(), DbError>) + Send> = Box::new(move |commit| {
+                        let _ = reply.send(match commit {
+                            Ok(()) => result,
+                            Err(e) => Err(e.into()),
                         });
+                    });
                     (ok, done)
                 });
                 writer
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .send(job)
-                    .map_err(|_| {
-                        Error::Db(DbError::Other("the writer thread has stopped".into()))
-                    })?;
-                answer.await.map_err(|_| {
-                    Error::Db(DbError::Other("the writer thread dropped a command".into()))
-                })?
+                    .map_err(|_| Error::Db(DbError::Other("the writer thread has stopped".into())))?;
+                answer.await.map_err(|_| Error::Db(DbError::Other("the writer thread dropped a command".into())))?
             }
             Backend::Postgres { .. } => {
                 let this = self.clone();
@@ -293,21 +249,13 @@ impl Store {
     }
 
     fn write_blocking_pg<R>(&self, f: &dyn Fn(&mut dyn Tx, &Keyring) -> Result<R>) -> Result<R> {
-        let Backend::Postgres { pool } = &self.inner.backend else {
-            unreachable!("postgres only")
-        };
+        let Backend::Postgres { pool } = &self.inner.backend else { unreachable!("postgres only") };
         let mut client = pool.get()?;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut t = client.transaction().map_err(DbError::from)?;
-            let result = f(
-                &mut db::PgTx {
-                    tx: &mut t,
-                    writable: true,
-                },
-                &self.inner.keyring,
-            );
+            let result = f(&mut db::PgTx { tx: &mut t, writable: true }, &self.inner.keyring);
             match result {
                 Ok(r) => match t.commit() {
                     Ok(()) => return Ok(r),
@@ -351,10 +299,7 @@ impl Store {
         }
     }
 
-    pub fn read_blocking<R>(
-        &self,
-        f: impl FnOnce(&mut dyn Tx, &Keyring) -> Result<R>,
-    ) -> Result<R> {
+    pub fn read_blocking<R>(&self, f: impl FnOnce(&mut dyn Tx, &Keyring) -> Result<R>) -> Result<R> {
         match &self.inner.backend {
             Backend::Sqlite { readers, .. } => {
                 let c = readers.get()?;
@@ -366,18 +311,8 @@ impl Store {
             }
             Backend::Postgres { pool } => {
                 let mut c = pool.get()?;
-                let mut t = c
-                    .build_transaction()
-                    .read_only(true)
-                    .start()
-                    .map_err(DbError::from)?;
-                let r = f(
-                    &mut db::PgTx {
-                        tx: &mut t,
-                        writable: false,
-                    },
-                    &self.inner.keyring,
-                );
+                let mut t = c.build_transaction().read_only(true).start().map_err(DbError::from)?;
+                let r = f(&mut db::PgTx { tx: &mut t, writable: false }, &self.inner.keyring);
                 t.commit().map_err(DbError::from)?;
                 r
             }
@@ -458,9 +393,7 @@ fn sqlite_writer(conn: rusqlite::Connection, rx: mpsc::Receiver<Job>) {
 /// Copies committed WAL frames into the database file every 100 ms (PASSIVE: never blocks
 /// the writer or readers); the writer reuses the WAL from its start once all is copied.
 fn sqlite_checkpointer(conn: rusqlite::Connection, stop: mpsc::Receiver<()>) {
-    while let Err(mpsc::RecvTimeoutError::Timeout) =
-        stop.recv_timeout(std::time::Duration::from_millis(100))
-    {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(std::time::Duration::from_millis(100)) {
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(error = %e, "checkpoint failed");
         }

@@ -29,8 +29,7 @@ pub fn at(tx: &mut dyn Tx, at: Millis) -> Result<(i64, Program, Millis)> {
     match row {
         None => Ok((0, Program::default(), 0)),
         Some(r) => {
-            let p =
-                serde_json::from_str(&r.string(1)?).map_err(|e| DbError::Other(e.to_string()))?;
+            let p = serde_json::from_str(&r.string(1)?).map_err(|e| DbError::Other(e.to_string()))?;
             Ok((r.i64(0)?, p, r.i64(2)?))
         }
     }

@@ -109,11 +109,8 @@ pub struct Export {
 
 /// Tables whose rows belong to a member and move to the survivor in a merge's transaction.
 /// Later features (orders, points ledger, coupons, events) add their table here.
-const MEMBER_OWNED: &[(&str, &str)] = &[
-    ("consent_history", "member_id"),
-    ("orders", "member_id"),
-    ("points_ledger", "member_id"),
-];
+const MEMBER_OWNED: &[(&str, &str)] =
+    &[("consent_history", "member_id"), ("orders", "member_id"), ("points_ledger", "member_id")];
 
 /// A new member id: `m_` + the creation time (48-bit milliseconds) + 40 random bits, in hex.
 /// Time first keeps the indexes keyed by member id appending instead of splitting random
@@ -122,11 +119,7 @@ const MEMBER_OWNED: &[(&str, &str)] = &[
 pub fn new_member_id(now: Millis) -> String {
     let mut b = [0u8; 5];
     rand::thread_rng().fill_bytes(&mut b);
-    format!(
-        "m_{:012x}{}",
-        now.clamp(0, 0xffff_ffff_ffff),
-        hex::encode(b)
-    )
+    format!("m_{:012x}{}", now.clamp(0, 0xffff_ffff_ffff), hex::encode(b))
 }
 
 // ---------- resolving ids ----------
@@ -136,23 +129,14 @@ pub fn new_member_id(now: Millis) -> String {
 pub fn resolve(tx: &mut dyn Tx, id: &str) -> Result<String> {
     let mut current = id.to_string();
     for _ in 0..8 {
-        let sql = format!(
-            "SELECT status, merged_into FROM members WHERE id = $1{}",
-            tx.for_update()
-        );
-        let row = tx
-            .query_one(&sql, vals![current.as_str()])?
-            .ok_or_else(|| DomainError::not_found("member"))?;
+        let sql = format!("SELECT status, merged_into FROM members WHERE id = $1{}", tx.for_update());
+        let row = tx.query_one(&sql, vals![current.as_str()])?.ok_or_else(|| DomainError::not_found("member"))?;
         match row.string(0)?.as_str() {
             "active" => return Ok(current),
             "erased" => {
                 return Err(DomainError::new(Code::MemberErased, "this member was erased").into());
             }
-            _ => {
-                current = row
-                    .opt_string(1)?
-                    .ok_or_else(|| DbError::Other("merged member without survivor".into()))?
-            }
+            _ => current = row.opt_string(1)?.ok_or_else(|| DbError::Other("merged member without survivor".into()))?,
         }
     }
     Err(DbError::Other("merge chain too long".into()).into())
@@ -160,10 +144,7 @@ pub fn resolve(tx: &mut dyn Tx, id: &str) -> Result<String> {
 
 fn data_key(tx: &mut dyn Tx, kr: &Keyring, id: &str) -> Result<DataKey> {
     let row = tx
-        .query_one(
-            "SELECT wrapped FROM member_keys WHERE member_id = $1",
-            vals![id],
-        )?
+        .query_one("SELECT wrapped FROM member_keys WHERE member_id = $1", vals![id])?
         .ok_or_else(|| DbError::Other(format!("member {id} has no data key")))?;
     Ok(kr.unwrap_data_key(id, &row.blob(0)?)?)
 }
@@ -174,10 +155,7 @@ fn blind(kr: &Keyring, identity: &Identity) -> Vec<u8> {
 
 /// The member that owns an identity, if any.
 pub fn owner(tx: &mut dyn Tx, kr: &Keyring, identity: &Identity) -> Result<Option<String>> {
-    let sql = format!(
-        "SELECT member_id FROM identities WHERE blind = $1{}",
-        tx.for_update()
-    );
+    let sql = format!("SELECT member_id FROM identities WHERE blind = $1{}", tx.for_update());
     Ok(match tx.query_one(&sql, vals![blind(kr, identity)])? {
         Some(r) => Some(r.string(0)?),
         None => None,
@@ -186,13 +164,7 @@ pub fn owner(tx: &mut dyn Tx, kr: &Keyring, identity: &Identity) -> Result<Optio
 
 // ---------- registration ----------
 
-pub fn register(
-    tx: &mut dyn Tx,
-    kr: &Keyring,
-    reg: &Registration,
-    actor: &str,
-    now: Millis,
-) -> Result<Registered> {
+pub fn register(tx: &mut dyn Tx, kr: &Keyring, reg: &Registration, actor: &str, now: Millis) -> Result<Registered> {
     let mut attrs = Attributes::new();
     if !reg.attributes.is_empty() {
         profile::apply_attributes(&mut attrs, &reg.attributes, &attribute_defs(tx)?)?;
@@ -237,10 +209,7 @@ pub fn register(
             let mut created: Vec<(String, Millis)> = Vec::new();
             for o in &owners {
                 let row = tx
-                    .query_one(
-                        "SELECT created_at FROM members WHERE id = $1",
-                        vals![o.as_str()],
-                    )?
+                    .query_one("SELECT created_at FROM members WHERE id = $1", vals![o.as_str()])?
                     .ok_or_else(|| DbError::Other("owner vanished".into()))?;
                 created.push((o.clone(), row.i64(0)?));
             }
@@ -279,18 +248,8 @@ pub fn register(
         }
     }
     record_decisions(tx, &id, &reg.consents, &reg.source, actor, now)?;
-    let topic = if outcome == Outcome::Created {
-        "member.registered"
-    } else {
-        "member.updated"
-    };
-    outbox::append(
-        tx,
-        topic,
-        Some(&id),
-        &serde_json::json!({ "member_id": id }),
-        now,
-    )?;
+    let topic = if outcome == Outcome::Created { "member.registered" } else { "member.updated" };
+    outbox::append(tx, topic, Some(&id), &serde_json::json!({ "member_id": id }), now)?;
     Ok(Registered { id, outcome })
 }
 
@@ -322,10 +281,7 @@ fn create(
             source.store_id.clone()
         ],
     )?;
-    tx.exec(
-        "INSERT INTO member_keys (member_id, wrapped) VALUES ($1, $2)",
-        vals![id, wrapped],
-    )?;
+    tx.exec("INSERT INTO member_keys (member_id, wrapped) VALUES ($1, $2)", vals![id, wrapped])?;
     Ok(dk)
 }
 
@@ -365,14 +321,7 @@ fn open_opt(dk: &DataKey, id: &str, field: &str, v: Option<Vec<u8>>) -> Result<O
     })
 }
 
-fn write_profile(
-    tx: &mut dyn Tx,
-    dk: &DataKey,
-    id: &str,
-    p: &Profile,
-    attrs: &Attributes,
-    now: Millis,
-) -> Result<()> {
+fn write_profile(tx: &mut dyn Tx, dk: &DataKey, id: &str, p: &Profile, attrs: &Attributes, now: Millis) -> Result<()> {
     let attrs = serde_json::to_string(attrs).map_err(|e| DbError::Other(e.to_string()))?;
     tx.exec(
         "UPDATE members SET gender = $2, city = $3, name_enc = $4, birthday_enc = $5, address_enc = $6,
@@ -462,13 +411,7 @@ pub fn consent_history(tx: &mut dyn Tx, id: &str) -> Result<Vec<Decision>> {
     .collect()
 }
 
-fn store_decision(
-    tx: &mut dyn Tx,
-    id: &str,
-    d: &Decision,
-    actor: &str,
-    history: bool,
-) -> Result<()> {
+fn store_decision(tx: &mut dyn Tx, id: &str, d: &Decision, actor: &str, history: bool) -> Result<()> {
     tx.exec(
         "INSERT INTO consents (member_id, purpose, channel, granted, decided_at, source_channel, source_store, method)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -544,7 +487,9 @@ pub fn change_consents(
     record_decisions(tx, &id, changes, source, actor, now)?;
     let changed: Vec<_> = changes
         .iter()
-        .map(|c| serde_json::json!({"purpose": c.purpose.as_str(), "channel": c.channel.as_str(), "granted": c.granted}))
+        .map(
+            |c| serde_json::json!({"purpose": c.purpose.as_str(), "channel": c.channel.as_str(), "granted": c.granted}),
+        )
         .collect();
     outbox::append(
         tx,
@@ -568,9 +513,7 @@ pub fn load(tx: &mut dyn Tx, kr: &Keyring, requested: &str) -> Result<MemberReco
     let mut id = requested.to_string();
     let mut hops = 0;
     let r = loop {
-        let r = tx
-            .query_one(MEMBER_ROW, vals![id.as_str()])?
-            .ok_or_else(|| DomainError::not_found("member"))?;
+        let r = tx.query_one(MEMBER_ROW, vals![id.as_str()])?.ok_or_else(|| DomainError::not_found("member"))?;
         match r.string(0)?.as_str() {
             "active" => break r,
             "erased" => {
@@ -578,16 +521,12 @@ pub fn load(tx: &mut dyn Tx, kr: &Keyring, requested: &str) -> Result<MemberReco
             }
             _ if hops < 8 => {
                 hops += 1;
-                id = r
-                    .opt_string(1)?
-                    .ok_or_else(|| DbError::Other("merged member without survivor".into()))?;
+                id = r.opt_string(1)?.ok_or_else(|| DbError::Other("merged member without survivor".into()))?;
             }
             _ => return Err(DbError::Other("merge chain too long".into()).into()),
         }
     };
-    let wrapped = r
-        .opt_blob(13)?
-        .ok_or_else(|| DbError::Other(format!("member {id} has no data key")))?;
+    let wrapped = r.opt_blob(13)?.ok_or_else(|| DbError::Other(format!("member {id} has no data key")))?;
     let dk = kr.unwrap_data_key(&id, &wrapped)?;
     let profile = Profile {
         gender: r.opt_string(7)?.as_deref().and_then(Gender::parse),
@@ -596,31 +535,23 @@ pub fn load(tx: &mut dyn Tx, kr: &Keyring, requested: &str) -> Result<MemberReco
         birthday: open_opt(&dk, &id, "birthday", r.opt_blob(10)?)?,
         address: open_opt(&dk, &id, "address", r.opt_blob(11)?)?,
     };
-    let attributes =
-        serde_json::from_str(&r.string(12)?).map_err(|e| DbError::Other(e.to_string()))?;
+    let attributes = serde_json::from_str(&r.string(12)?).map_err(|e| DbError::Other(e.to_string()))?;
     let identities = identities_of(tx, &dk, &id)?;
     let consents = consents_of(tx, &id)?;
     let merged_from = if r.i64(14)? == 0 {
         Vec::new()
     } else {
-        tx.query(
-            "SELECT from_id FROM merges WHERE into_id = $1 ORDER BY merged_at, from_id",
-            vals![id.as_str()],
-        )?
-        .iter()
-        .map(|r| r.string(0))
-        .collect::<Result<Vec<_>, _>>()?
+        tx.query("SELECT from_id FROM merges WHERE into_id = $1 ORDER BY merged_at, from_id", vals![id.as_str()])?
+            .iter()
+            .map(|r| r.string(0))
+            .collect::<Result<Vec<_>, _>>()?
     };
     Ok(MemberRecord {
         requested_id: (id != requested).then(|| requested.to_string()),
         seq: r.i64(2)?,
         created_at: r.i64(3)?,
         updated_at: r.i64(4)?,
-        source: Source {
-            channel: r.opt_string(5)?,
-            store_id: r.opt_string(6)?,
-            method: None,
-        },
+        source: Source { channel: r.opt_string(5)?, store_id: r.opt_string(6)?, method: None },
         id,
         profile,
         attributes,
@@ -646,13 +577,16 @@ pub fn export(tx: &mut dyn Tx, kr: &Keyring, id: &str) -> Result<Export> {
             vals![member.id.as_str()],
         )?
         .iter()
-        .map(|r| Ok(MergeRecord { from_id: r.string(0)?, into_id: r.string(1)?, merged_at: r.i64(2)?, identities_moved: r.i64(3)? }))
+        .map(|r| {
+            Ok(MergeRecord {
+                from_id: r.string(0)?,
+                into_id: r.string(1)?,
+                merged_at: r.i64(2)?,
+                identities_moved: r.i64(3)?,
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Export {
-        member,
-        consent_history,
-        merges,
-    })
+    Ok(Export { member, consent_history, merges })
 }
 
 // ---------- changes ----------
@@ -673,13 +607,7 @@ pub fn update_profile(
     p.update_from(changes);
     profile::apply_attributes(&mut a, attrs, &declared)?;
     write_profile(tx, &dk, &id, &p, &a, now)?;
-    outbox::append(
-        tx,
-        "member.updated",
-        Some(&id),
-        &serde_json::json!({ "member_id": id }),
-        now,
-    )?;
+    outbox::append(tx, "member.updated", Some(&id), &serde_json::json!({ "member_id": id }), now)?;
     Ok(id)
 }
 
@@ -702,18 +630,12 @@ pub fn merge_members(
     now: Millis,
 ) -> Result<Merged> {
     // Lock in a fixed order so that two crossing merges cannot deadlock on PostgreSQL.
-    let (a, b) = if into <= from {
-        (into, from)
-    } else {
-        (from, into)
-    };
+    let (a, b) = if into <= from { (into, from) } else { (from, into) };
     let ra = resolve(tx, a)?;
     let rb = resolve(tx, b)?;
     let (into, from) = if into <= from { (ra, rb) } else { (rb, ra) };
     if into == from {
-        return Err(
-            DomainError::new(Code::Conflict, "these ids are already the same member").into(),
-        );
+        return Err(DomainError::new(Code::Conflict, "these ids are already the same member").into());
     }
     let dk_into = data_key(tx, kr, &into)?;
     let dk_from = data_key(tx, kr, &from)?;
@@ -722,10 +644,7 @@ pub fn merge_members(
         Ok(MemberSnapshot {
             profile,
             attributes,
-            identities: identities_of(tx, dk, id)?
-                .into_iter()
-                .map(|r| r.identity)
-                .collect(),
+            identities: identities_of(tx, dk, id)?.into_iter().map(|r| r.identity).collect(),
             consents: consents_of(tx, id)?,
         })
     };
@@ -736,33 +655,16 @@ pub fn merge_members(
     for identity in &s_from.identities {
         tx.exec(
             "UPDATE identities SET member_id = $2, value_enc = $3 WHERE blind = $1",
-            vals![
-                blind(kr, identity),
-                into.as_str(),
-                dk_into.seal(&into, "identity", identity.value())
-            ],
+            vals![blind(kr, identity), into.as_str(), dk_into.seal(&into, "identity", identity.value())],
         )?;
     }
-    write_profile(
-        tx,
-        &dk_into,
-        &into,
-        &merged.profile,
-        &merged.attributes,
-        now,
-    )?;
-    tx.exec(
-        "DELETE FROM consents WHERE member_id = $1 OR member_id = $2",
-        vals![into.as_str(), from.as_str()],
-    )?;
+    write_profile(tx, &dk_into, &into, &merged.profile, &merged.attributes, now)?;
+    tx.exec("DELETE FROM consents WHERE member_id = $1 OR member_id = $2", vals![into.as_str(), from.as_str()])?;
     for d in merged.consents.values() {
         store_decision(tx, &into, d, actor, false)?;
     }
     for (table, column) in MEMBER_OWNED {
-        tx.exec(
-            &format!("UPDATE {table} SET {column} = $1 WHERE {column} = $2"),
-            vals![into.as_str(), from.as_str()],
-        )?;
+        tx.exec(&format!("UPDATE {table} SET {column} = $1 WHERE {column} = $2"), vals![into.as_str(), from.as_str()])?;
     }
     // The absorbed member keeps only its pointer; its personal data now lives in the survivor.
     tx.exec(
@@ -774,34 +676,15 @@ pub fn merge_members(
         "UPDATE members SET absorbed = absorbed + 1 + (SELECT absorbed FROM members WHERE id = $2) WHERE id = $1",
         vals![into.as_str(), from.as_str()],
     )?;
-    tx.exec(
-        "UPDATE members SET merged_into = $1 WHERE merged_into = $2",
-        vals![into.as_str(), from.as_str()],
-    )?;
-    tx.exec(
-        "UPDATE merges SET into_id = $1 WHERE into_id = $2",
-        vals![into.as_str(), from.as_str()],
-    )?;
-    tx.exec(
-        "DELETE FROM member_keys WHERE member_id = $1",
-        vals![from.as_str()],
-    )?;
+    tx.exec("UPDATE members SET merged_into = $1 WHERE merged_into = $2", vals![into.as_str(), from.as_str()])?;
+    tx.exec("UPDATE merges SET into_id = $1 WHERE into_id = $2", vals![into.as_str(), from.as_str()])?;
+    tx.exec("DELETE FROM member_keys WHERE member_id = $1", vals![from.as_str()])?;
     tx.exec(
         "INSERT INTO merges (from_id, into_id, merged_at, key_id, identities_moved) VALUES ($1, $2, $3, $4, $5)",
         vals![from.as_str(), into.as_str(), now, actor, s_from.identities.len() as i64],
     )?;
-    outbox::append(
-        tx,
-        "member.merged",
-        Some(&into),
-        &serde_json::json!({"into": into, "from": from}),
-        now,
-    )?;
-    Ok(Merged {
-        id: into,
-        absorbed: from,
-        identities_moved: s_from.identities.len(),
-    })
+    outbox::append(tx, "member.merged", Some(&into), &serde_json::json!({"into": into, "from": from}), now)?;
+    Ok(Merged { id: into, absorbed: from, identities_moved: s_from.identities.len() })
 }
 
 /// Erase a person: identities, data key, profile, attributes and current consents go; stored
@@ -809,48 +692,24 @@ pub fn merge_members(
 /// that orders and events kept for accounting remain pseudonymised under its id.
 pub fn erase(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<String> {
     let id = resolve(tx, id)?;
-    tx.exec(
-        "DELETE FROM identities WHERE member_id = $1",
-        vals![id.as_str()],
-    )?;
-    tx.exec(
-        "DELETE FROM member_keys WHERE member_id = $1",
-        vals![id.as_str()],
-    )?;
-    tx.exec(
-        "DELETE FROM consents WHERE member_id = $1",
-        vals![id.as_str()],
-    )?;
+    tx.exec("DELETE FROM identities WHERE member_id = $1", vals![id.as_str()])?;
+    tx.exec("DELETE FROM member_keys WHERE member_id = $1", vals![id.as_str()])?;
+    tx.exec("DELETE FROM consents WHERE member_id = $1", vals![id.as_str()])?;
     tx.exec(
         "UPDATE members SET status = 'erased', name_enc = NULL, birthday_enc = NULL, address_enc = NULL,
                 gender = NULL, city = NULL, attributes = '{}', updated_at = $2 WHERE id = $1",
         vals![id.as_str(), now],
     )?;
     let absorbed: Vec<String> = tx
-        .query(
-            "SELECT id FROM members WHERE merged_into = $1",
-            vals![id.as_str()],
-        )?
+        .query("SELECT id FROM members WHERE merged_into = $1", vals![id.as_str()])?
         .iter()
         .map(|r| r.string(0))
         .collect::<Result<_, _>>()?;
     for a in absorbed.iter().chain(std::iter::once(&id)) {
-        tx.exec(
-            "DELETE FROM idempotency WHERE member_id = $1",
-            vals![a.as_str()],
-        )?;
+        tx.exec("DELETE FROM idempotency WHERE member_id = $1", vals![a.as_str()])?;
     }
-    tx.exec(
-        "UPDATE members SET status = 'erased' WHERE merged_into = $1",
-        vals![id.as_str()],
-    )?;
-    outbox::append(
-        tx,
-        "member.erased",
-        Some(&id),
-        &serde_json::json!({ "member_id": id }),
-        now,
-    )?;
+    tx.exec("UPDATE members SET status = 'erased' WHERE merged_into = $1", vals![id.as_str()])?;
+    outbox::append(tx, "member.erased", Some(&id), &serde_json::json!({ "member_id": id }), now)?;
     Ok(id)
 }
 
@@ -860,8 +719,8 @@ pub fn attribute_defs(tx: &mut dyn Tx) -> Result<BTreeMap<String, AttributeKind>
     tx.query("SELECT name, kind FROM attribute_defs ORDER BY name", &[])?
         .iter()
         .map(|r| {
-            let kind = AttributeKind::parse(&r.string(1)?)
-                .ok_or_else(|| DbError::Other("unknown attribute kind".into()))?;
+            let kind =
+                AttributeKind::parse(&r.string(1)?).ok_or_else(|| DbError::Other("unknown attribute kind".into()))?;
             Ok((r.string(0)?, kind))
         })
         .collect()
@@ -869,17 +728,9 @@ pub fn attribute_defs(tx: &mut dyn Tx) -> Result<BTreeMap<String, AttributeKind>
 
 /// Declare a custom attribute. Declaring it again with the same type changes nothing; with
 /// another type it is refused, since stored values would stop matching their declaration.
-pub fn define_attribute(
-    tx: &mut dyn Tx,
-    name: &str,
-    kind: AttributeKind,
-    now: Millis,
-) -> Result<bool> {
+pub fn define_attribute(tx: &mut dyn Tx, name: &str, kind: AttributeKind, now: Millis) -> Result<bool> {
     profile::check_attribute_name(name)?;
-    let sql = format!(
-        "SELECT kind FROM attribute_defs WHERE name = $1{}",
-        tx.for_update()
-    );
+    let sql = format!("SELECT kind FROM attribute_defs WHERE name = $1{}", tx.for_update());
     if let Some(r) = tx.query_one(&sql, vals![name])? {
         let existing = r.string(0)?;
         if existing == kind.as_str() {

@@ -25,20 +25,16 @@ pub fn schema_fingerprint() -> String {
 
 pub fn sqlite(conn: &mut rusqlite::Connection) -> Result<(), DbError> {
     let t = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    t.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")?;
+    t.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+    )?;
     for (version, sql) in SQLITE {
-        let done: bool = t.query_row(
-            "SELECT count(*) > 0 FROM schema_migrations WHERE version = ?1",
-            [version],
-            |r| r.get(0),
-        )?;
+        let done: bool =
+            t.query_row("SELECT count(*) > 0 FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0))?;
         if !done {
             tracing::info!(version, "applying migration");
             t.execute_batch(sql)?;
-            t.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, datetime('now'))",
-                [version],
-            )?;
+            t.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, datetime('now'))", [version])?;
         }
     }
     t.commit()?;
@@ -51,19 +47,11 @@ pub fn postgres(client: &mut postgres::Client) -> Result<(), DbError> {
     t.batch_execute("SELECT pg_advisory_xact_lock(7262687365)")?;
     t.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")?;
     for (version, sql) in POSTGRES {
-        let done = t
-            .query_opt(
-                "SELECT 1 FROM schema_migrations WHERE version = $1",
-                &[version],
-            )?
-            .is_some();
+        let done = t.query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[version])?.is_some();
         if !done {
             tracing::info!(version, "applying migration");
             t.batch_execute(sql)?;
-            t.execute(
-                "INSERT INTO schema_migrations (version) VALUES ($1)",
-                &[version],
-            )?;
+            t.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version])?;
         }
     }
     t.commit()?;

@@ -74,20 +74,13 @@ pub struct Order {
 fn new_order_id(now: Millis) -> String {
     let mut b = [0u8; 5];
     rand::thread_rng().fill_bytes(&mut b);
-    format!(
-        "o_{:012x}{}",
-        now.clamp(0, 0xffff_ffff_ffff),
-        hex::encode(b)
-    )
+    format!("o_{:012x}{}", now.clamp(0, 0xffff_ffff_ffff), hex::encode(b))
 }
 
 /// Price an order against the catalogue and the programme in force at its `placed_at`,
 /// without writing anything. Returns the member it resolves to, the programme version, the
 /// resolved lines and the pricing.
-pub fn prepare(
-    tx: &mut dyn Tx,
-    o: &NewOrder,
-) -> Result<(Option<String>, i64, Vec<OrderLine>, Priced)> {
+pub fn prepare(tx: &mut dyn Tx, o: &NewOrder) -> Result<(Option<String>, i64, Vec<OrderLine>, Priced)> {
     let member = match &o.member_id {
         Some(m) => Some(members::resolve(tx, m)?),
         None => None,
@@ -107,13 +100,12 @@ pub fn prepare(
         };
         let unit = match l.unit_price_fen {
             Some(u) if u != catalogue_price => {
-                if l.override_reason
-                    .as_deref()
-                    .is_none_or(|r| r.trim().is_empty())
-                {
+                if l.override_reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
                     errors.push(
                         format!("lines[{i}].unit_price_fen"),
-                        format!("the catalogue price is {catalogue_price}; a different price needs price_override_reason"),
+                        format!(
+                            "the catalogue price is {catalogue_price}; a different price needs price_override_reason"
+                        ),
                     );
                 }
                 u
@@ -128,11 +120,7 @@ pub fn prepare(
             qty: l.qty,
             unit_price_fen: unit,
             catalogue_price_fen: catalogue_price,
-            override_reason: if unit != catalogue_price {
-                l.override_reason.clone()
-            } else {
-                None
-            },
+            override_reason: if unit != catalogue_price { l.override_reason.clone() } else { None },
             subtotal_fen: 0,
             discount_fen: 0,
             points_value_fen: 0,
@@ -149,18 +137,11 @@ pub fn prepare(
                 message: "not in the catalogue at placed_at".into(),
             })
             .collect();
-        return Err(DomainError {
-            code: Code::UnknownSku,
-            message: "unknown SKU".into(),
-            errors: errs,
-        }
-        .into());
+        return Err(DomainError { code: Code::UnknownSku, message: "unknown SKU".into(), errors: errs }.into());
     }
     errors.finish()?;
     if o.points_to_redeem > 0 && member.is_none() {
-        return Err(
-            DomainError::field("points_to_redeem", "only a member can redeem points").into(),
-        );
+        return Err(DomainError::field("points_to_redeem", "only a member can redeem points").into());
     }
     let lines: Vec<Line> = resolved
         .iter()
@@ -171,23 +152,12 @@ pub fn prepare(
             unit_price_fen: l.unit_price_fen,
         })
         .collect();
-    let priced = pricing::price(
-        &program,
-        &o.channel,
-        o.placed_at,
-        &lines,
-        o.points_to_redeem,
-        member.is_some(),
-    )?;
+    let priced = pricing::price(&program, &o.channel, o.placed_at, &lines, o.points_to_redeem, member.is_some())?;
     if let Some(m) = &member {
         if o.points_to_redeem > 0 {
             let b = points::balance(tx, m)?;
             if b < o.points_to_redeem {
-                return Err(DomainError::new(
-                    Code::InsufficientPoints,
-                    format!("the balance is {b} points"),
-                )
-                .into());
+                return Err(DomainError::new(Code::InsufficientPoints, format!("the balance is {b} points")).into());
             }
         }
     }
@@ -202,12 +172,7 @@ pub fn prepare(
 }
 
 /// The order already recorded under (channel, store, order_ref), if any.
-pub fn find_by_ref(
-    tx: &mut dyn Tx,
-    channel: &str,
-    store_id: Option<&str>,
-    order_ref: &str,
-) -> Result<Option<Order>> {
+pub fn find_by_ref(tx: &mut dyn Tx, channel: &str, store_id: Option<&str>, order_ref: &str) -> Result<Option<Order>> {
     let r = tx.query_one(
         "SELECT id FROM orders WHERE channel = $1 AND COALESCE(store_id, '') = $2 AND order_ref = $3",
         vals![channel, store_id.unwrap_or(""), order_ref],
@@ -226,11 +191,7 @@ pub fn place(tx: &mut dyn Tx, o: &NewOrder, now: Millis) -> Result<(Order, bool)
     }
     let (member, version, lines, priced) = prepare(tx, o)?;
     let id = new_order_id(now);
-    let status = if TILL_CHANNELS.contains(&o.channel.as_str()) {
-        "completed"
-    } else {
-        "placed"
-    };
+    let status = if TILL_CHANNELS.contains(&o.channel.as_str()) { "completed" } else { "placed" };
     tx.exec(
         "INSERT INTO orders (id, channel, store_id, order_ref, member_id, associate_id, status, placed_at, created_at, updated_at,
                              program_version, subtotal_fen, discount_fen, points_redeemed, points_value_fen, payable_fen, points_earned)
@@ -278,16 +239,7 @@ pub fn place(tx: &mut dyn Tx, o: &NewOrder, now: Millis) -> Result<(Order, bool)
         )?;
     }
     if let Some(m) = &member {
-        points::append(
-            tx,
-            m,
-            -priced.points_redeemed,
-            "redeem",
-            "order",
-            &id,
-            None,
-            now,
-        )?;
+        points::append(tx, m, -priced.points_redeemed, "redeem", "order", &id, None, now)?;
         points::append(tx, m, priced.points_earned, "earn", "order", &id, None, now)?;
     }
     outbox::append(
@@ -364,9 +316,7 @@ pub fn cancel(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<Order> {
         "SELECT status, member_id, points_redeemed, points_earned FROM orders WHERE id = $1{}",
         tx.for_update()
     );
-    let r = tx
-        .query_one(&sql, vals![id])?
-        .ok_or_else(|| DomainError::not_found("order"))?;
+    let r = tx.query_one(&sql, vals![id])?.ok_or_else(|| DomainError::not_found("order"))?;
     let status = r.string(0)?;
     if status != "placed" {
         let why = if status == "cancelled" {
@@ -382,16 +332,7 @@ pub fn cancel(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<Order> {
         points::append(tx, &m, r.i64(2)?, "cancel_redeem", "order", id, None, now)?;
         points::append(tx, &m, -r.i64(3)?, "cancel_earn", "order", id, None, now)?;
     }
-    tx.exec(
-        "UPDATE orders SET status = 'cancelled', updated_at = $2 WHERE id = $1",
-        vals![id, now],
-    )?;
-    outbox::append(
-        tx,
-        "order.cancelled",
-        None,
-        &serde_json::json!({"order_id": id}),
-        now,
-    )?;
+    tx.exec("UPDATE orders SET status = 'cancelled', updated_at = $2 WHERE id = $1", vals![id, now])?;
+    outbox::append(tx, "order.cancelled", None, &serde_json::json!({"order_id": id}), now)?;
     get(tx, id)?.ok_or_else(|| DbError::Other("order vanished".into()).into())
 }

@@ -58,12 +58,7 @@ pub fn append(
 }
 
 /// Newest first; `before` is the smallest id of the previous page.
-pub fn ledger(
-    tx: &mut dyn Tx,
-    member_id: &str,
-    before: Option<i64>,
-    limit: i64,
-) -> Result<Vec<Entry>> {
+pub fn ledger(tx: &mut dyn Tx, member_id: &str, before: Option<i64>, limit: i64) -> Result<Vec<Entry>> {
     tx.query(
         "SELECT id, delta, reason, ref_type, ref_id, note, at FROM points_ledger
          WHERE member_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",

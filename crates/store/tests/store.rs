@@ -12,10 +12,7 @@ const KEY_A: &str = "11111111111111111111111111111111111111111111111111111111111
 const KEY_B: &str = "2222222222222222222222222222222222222222222222222222222222222222";
 
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(48)
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48)
 }
 
 fn pool_identity(i: usize) -> Identity {
@@ -71,10 +68,7 @@ fn fresh_schema() -> String {
 
 /// Model: identity → group number; identities in one group belong to one member.
 fn run(ops: &[Op]) -> Result<(), TestCaseError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     for backend in backends() {
         let schema = fresh_schema();
         let store = open(&backend, KEY_A, Some(&schema)).unwrap();
@@ -87,18 +81,11 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 Op::Register { ids, merge } => {
                     let reg = Registration {
                         identities: ids.iter().map(|i| (pool_identity(*i), true)).collect(),
-                        on_conflict: if merge {
-                            OnConflict::Merge
-                        } else {
-                            OnConflict::Reject
-                        },
+                        on_conflict: if merge { OnConflict::Merge } else { OnConflict::Reject },
                         ..Default::default()
                     };
-                    let groups: BTreeSet<usize> =
-                        ids.iter().filter_map(|i| group.get(i).copied()).collect();
-                    let r = rt.block_on(
-                        store.write(move |tx, kr| members::register(tx, kr, &reg, "test", now)),
-                    );
+                    let groups: BTreeSet<usize> = ids.iter().filter_map(|i| group.get(i).copied()).collect();
+                    let r = rt.block_on(store.write(move |tx, kr| members::register(tx, kr, &reg, "test", now)));
                     if groups.len() > 1 && !merge {
                         prop_assert!(
                             matches!(r, Err(Error::Domain(ref e)) if e.code == ronghe_domain::Code::IdentityConflict),
@@ -121,8 +108,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     }
                 }
                 Op::Merge { a, b } => {
-                    let (Some(ga), Some(gb)) = (group.get(&a).copied(), group.get(&b).copied())
-                    else {
+                    let (Some(ga), Some(gb)) = (group.get(&a).copied(), group.get(&b).copied()) else {
                         continue;
                     };
                     let (ia, ib) = (pool_identity(a), pool_identity(b));
@@ -154,18 +140,11 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                         let m = m.map(|m| members::resolve(tx, &m)).transpose()?;
                         out.push(m);
                     }
-                    let rows = tx
-                        .query_one("SELECT count(*) FROM identities", &[])?
-                        .unwrap()
-                        .i64(0)?;
+                    let rows = tx.query_one("SELECT count(*) FROM identities", &[])?.unwrap().i64(0)?;
                     Ok((out, rows))
                 })
                 .unwrap();
-            prop_assert_eq!(
-                owners.1 as usize,
-                known.len(),
-                "no identity duplicated or lost"
-            );
+            prop_assert_eq!(owners.1 as usize, known.len(), "no identity duplicated or lost");
             for (x, (ix, gx)) in known.iter().enumerate() {
                 prop_assert!(owners.0[x].is_some(), "identity {ix} lost");
                 for (y, (_, gy)) in known.iter().enumerate() {
@@ -198,97 +177,52 @@ fn a_node_with_another_master_key_refuses_to_start() {
 
 #[test]
 fn postgres_requires_a_master_key() {
-    let opts = StoreOptions::new(Location::Postgres(
-        "postgres://nobody@127.0.0.1:1/none".into(),
-    ));
+    let opts = StoreOptions::new(Location::Postgres("postgres://nobody@127.0.0.1:1/none".into()));
     let err = Store::open(&opts).unwrap_err();
-    assert!(
-        err.to_string().contains("RONGHE_MASTER_KEY is required"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("RONGHE_MASTER_KEY is required"), "{err}");
 }
 
 #[test]
 fn sqlite_creates_a_private_key_file_and_runs_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreOptions::new(Location::Sqlite(
-        dir.path().to_path_buf(),
-    )))
-    .unwrap();
+    let store = Store::open(&StoreOptions::new(Location::Sqlite(dir.path().to_path_buf()))).unwrap();
     assert!(dir.path().join("master.key").exists());
-    let mode = store
-        .read_blocking(|tx, _| {
-            Ok(tx
-                .query_one("PRAGMA journal_mode", &[])?
-                .unwrap()
-                .string(0)?)
-        })
-        .unwrap();
+    let mode = store.read_blocking(|tx, _| Ok(tx.query_one("PRAGMA journal_mode", &[])?.unwrap().string(0)?)).unwrap();
     assert_eq!(mode, "wal");
     drop(store);
     // Reopening reads the same key file: the fingerprint matches.
-    Store::open(&StoreOptions::new(Location::Sqlite(
-        dir.path().to_path_buf(),
-    )))
-    .unwrap();
+    Store::open(&StoreOptions::new(Location::Sqlite(dir.path().to_path_buf()))).unwrap();
 }
 
 #[test]
 fn idempotency_claims_replay_conflict_and_expire() {
     use ronghe_store::idempotency::{self, Begin, STALE_IN_FLIGHT_MS};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     for backend in backends() {
         let schema = fresh_schema();
         let store = open(&backend, KEY_A, Some(&schema)).unwrap();
         let begin = |scope: &'static [u8], body: &'static [u8], now: i64| {
-            rt.block_on(store.write(move |tx, kr| idempotency::begin(tx, kr, scope, body, now)))
-                .unwrap()
+            rt.block_on(store.write(move |tx, kr| idempotency::begin(tx, kr, scope, body, now))).unwrap()
         };
         assert_eq!(begin(b"s1", b"h1", 0), Begin::Fresh);
-        assert_eq!(
-            begin(b"s1", b"h1", 10),
-            Begin::InFlight,
-            "a replay while the first runs"
-        );
+        assert_eq!(begin(b"s1", b"h1", 10), Begin::InFlight, "a replay while the first runs");
         assert_eq!(begin(b"s1", b"h2", 10), Begin::DifferentBody);
-        rt.block_on(store.write(|tx, kr| {
-            idempotency::finish(tx, kr, b"s1", 201, b"{\"id\":\"m_1\"}", Some("m_1"))
-        }))
-        .unwrap();
-        assert_eq!(
-            begin(b"s1", b"h1", 20),
-            Begin::Replay {
-                status: 201,
-                body: b"{\"id\":\"m_1\"}".to_vec()
-            }
-        );
+        rt.block_on(store.write(|tx, kr| idempotency::finish(tx, kr, b"s1", 201, b"{\"id\":\"m_1\"}", Some("m_1"))))
+            .unwrap();
+        assert_eq!(begin(b"s1", b"h1", 20), Begin::Replay { status: 201, body: b"{\"id\":\"m_1\"}".to_vec() });
         // The stored response is sealed: the plaintext is not in the table.
         let raw = store
-            .read_blocking(|tx, _| {
-                Ok(tx
-                    .query_one("SELECT response FROM idempotency", &[])?
-                    .unwrap()
-                    .blob(0)?)
-            })
+            .read_blocking(|tx, _| Ok(tx.query_one("SELECT response FROM idempotency", &[])?.unwrap().blob(0)?))
             .unwrap();
         assert!(!raw.windows(3).any(|w| w == b"m_1"));
         // A claim whose request died with its node is taken over after a while.
         assert_eq!(begin(b"s2", b"h", 0), Begin::Fresh);
         assert_eq!(begin(b"s2", b"h", STALE_IN_FLIGHT_MS + 1), Begin::Fresh);
         // Aborted claims run again; purge drops old ones.
-        rt.block_on(store.write(|tx, _| idempotency::abort(tx, b"s2")))
-            .unwrap();
+        rt.block_on(store.write(|tx, _| idempotency::abort(tx, b"s2"))).unwrap();
         assert_eq!(begin(b"s2", b"h", STALE_IN_FLIGHT_MS + 2), Begin::Fresh);
-        let purged = rt
-            .block_on(store.write(|tx, _| idempotency::purge(tx, 1_000)))
-            .unwrap();
-        assert_eq!(
-            purged, 1,
-            "s1 (created at 0) is past retention; s2 was re-claimed later"
-        );
+        let purged = rt.block_on(store.write(|tx, _| idempotency::purge(tx, 1_000))).unwrap();
+        assert_eq!(purged, 1, "s1 (created at 0) is past retention; s2 was re-claimed later");
     }
 }
 
@@ -302,23 +236,10 @@ mod ledger {
 
     #[derive(Debug, Clone)]
     pub enum Cmd {
-        Order {
-            member: usize,
-            qty: i64,
-            redeem: i64,
-            online: bool,
-        },
-        Cancel {
-            order: usize,
-        },
-        Adjust {
-            member: usize,
-            points: i64,
-        },
-        Merge {
-            into: usize,
-            from: usize,
-        },
+        Order { member: usize, qty: i64, redeem: i64, online: bool },
+        Cancel { order: usize },
+        Adjust { member: usize, points: i64 },
+        Merge { into: usize, from: usize },
     }
 
     pub fn cmd() -> impl Strategy<Value = Cmd> {
@@ -331,10 +252,7 @@ mod ledger {
     }
 
     pub fn run(cmds: &[Cmd]) -> Result<(), TestCaseError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         for backend in backends() {
             let schema = fresh_schema();
             let store = open(&backend, KEY_A, Some(&schema)).unwrap();
@@ -346,21 +264,11 @@ mod ledger {
                 channel_prices_fen: Default::default(),
                 effective_from: 0,
             };
-            rt.block_on(
-                store.write(move |tx, _| catalogue::upsert(tx, std::slice::from_ref(&item), 0)),
-            )
-            .unwrap();
+            rt.block_on(store.write(move |tx, _| catalogue::upsert(tx, std::slice::from_ref(&item), 0))).unwrap();
             let mut ids = Vec::new();
             for i in 0..3 {
-                let reg = Registration {
-                    identities: vec![(pool_identity(i * 3), true)],
-                    ..Default::default()
-                };
-                ids.push(
-                    rt.block_on(store.write(move |tx, kr| members::register(tx, kr, &reg, "t", 1)))
-                        .unwrap()
-                        .id,
-                );
+                let reg = Registration { identities: vec![(pool_identity(i * 3), true)], ..Default::default() };
+                ids.push(rt.block_on(store.write(move |tx, kr| members::register(tx, kr, &reg, "t", 1))).unwrap().id);
             }
             // Model: a balance per member group; `group[i]` is the survivor index of member i.
             let mut group: Vec<usize> = (0..3).collect();
@@ -370,12 +278,7 @@ mod ledger {
             for (n, c) in cmds.iter().enumerate() {
                 now += 1;
                 match c.clone() {
-                    Cmd::Order {
-                        member,
-                        qty,
-                        redeem,
-                        online,
-                    } => {
+                    Cmd::Order { member, qty, redeem, online } => {
                         let g = group[member];
                         let o = NewOrder {
                             order_ref: format!("r{n}"),
@@ -383,23 +286,14 @@ mod ledger {
                             store_id: Some("S1".into()),
                             member_id: Some(ids[member].clone()),
                             associate_id: None,
-                            lines: vec![LineIn {
-                                sku: "A".into(),
-                                qty,
-                                unit_price_fen: None,
-                                override_reason: None,
-                            }],
+                            lines: vec![LineIn { sku: "A".into(), qty, unit_price_fen: None, override_reason: None }],
                             points_to_redeem: redeem,
                             placed_at: now,
                         };
                         let r = rt.block_on(store.write(move |tx, _| orders::place(tx, &o, now)));
                         let max = qty * 1999 / 2;
                         if redeem > balance[g] || redeem > max {
-                            prop_assert!(
-                                r.is_err(),
-                                "{c:?} should be refused: balance {}",
-                                balance[g]
-                            );
+                            prop_assert!(r.is_err(), "{c:?} should be refused: balance {}", balance[g]);
                         } else {
                             let (o, _) = r.unwrap();
                             prop_assert_eq!(o.points_earned, (qty * 1999 - redeem) / 100);
@@ -408,9 +302,7 @@ mod ledger {
                         }
                     }
                     Cmd::Cancel { order } => {
-                        let Some((id, member, redeemed, earned, online)) =
-                            placed.get(order).cloned()
-                        else {
+                        let Some((id, member, redeemed, earned, online)) = placed.get(order).cloned() else {
                             continue;
                         };
                         let g = group[member];
@@ -428,16 +320,7 @@ mod ledger {
                         let id = ids[member].clone();
                         let r = rt.block_on(store.write(move |tx, _| {
                             let m = members::resolve(tx, &id)?;
-                            points::append(
-                                tx,
-                                &m,
-                                points,
-                                "adjustment",
-                                "adjustment",
-                                "t",
-                                Some("t"),
-                                now,
-                            )
+                            points::append(tx, &m, points, "adjustment", "adjustment", "t", Some("t"), now)
                         }));
                         if balance[g] + points < 0 {
                             prop_assert!(r.is_err());
@@ -450,9 +333,7 @@ mod ledger {
                         let (gi, gf) = (group[into], group[from]);
                         let (a, b) = (ids[into].clone(), ids[from].clone());
                         let r =
-                            rt.block_on(store.write(move |tx, kr| {
-                                members::merge_members(tx, kr, &a, &b, "t", now)
-                            }));
+                            rt.block_on(store.write(move |tx, kr| members::merge_members(tx, kr, &a, &b, "t", now)));
                         if gi == gf {
                             prop_assert!(r.is_err());
                         } else {
@@ -473,10 +354,7 @@ mod ledger {
                         .read_blocking(move |tx, _| {
                             let m = members::resolve(tx, &id)?;
                             let b = points::balance(tx, &m)?;
-                            let sum: i64 = points::ledger(tx, &m, None, 10_000)?
-                                .iter()
-                                .map(|e| e.delta)
-                                .sum();
+                            let sum: i64 = points::ledger(tx, &m, None, 10_000)?.iter().map(|e| e.delta).sum();
                             Ok((b, sum))
                         })
                         .unwrap();

@@ -45,10 +45,7 @@ pub fn new_key(
     let mut v = Validator::new();
     let role = Role::parse(role);
     match role {
-        None => v.push(
-            "role",
-            "one of admin, marketer, analyst, store, channel, tracker",
-        ),
+        None => v.push("role", "one of admin, marketer, analyst, store, channel, tracker"),
         Some(Role::Store) if store_id.as_deref().is_none_or(str::is_empty) => {
             v.push("store_id", "a store key needs its store")
         }
@@ -61,15 +58,9 @@ pub fn new_key(
     let role = role.unwrap_or(Role::Analyst);
     Ok(keys::NewKey {
         role,
-        name: name
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| format!("{} key", role.as_str())),
+        name: name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| format!("{} key", role.as_str())),
         store_id: if role == Role::Store { store_id } else { None },
-        channel: if matches!(role, Role::Channel | Role::Tracker) {
-            channel
-        } else {
-            None
-        },
+        channel: if matches!(role, Role::Channel | Role::Tracker) { channel } else { None },
     })
 }
 
@@ -156,13 +147,8 @@ pub async fn list_audit(
     if !(1..=500).contains(&limit) {
         return Err(DomainError::field("limit", "1 to 500").into());
     }
-    let entries = state
-        .store
-        .read(move |tx, _| audit::list(tx, q.before, limit, q.target.as_deref()))
-        .await?;
-    let next_before = (entries.len() as i64 == limit)
-        .then(|| entries.last().map(|e| e.id))
-        .flatten();
+    let entries = state.store.read(move |tx, _| audit::list(tx, q.before, limit, q.target.as_deref())).await?;
+    let next_before = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.id)).flatten();
     Ok(axum::Json(AuditPage {
         entries: entries
             .into_iter()
@@ -214,8 +200,8 @@ pub async fn define_attribute(
     Json(body): Json<AttributeIn>,
 ) -> ApiResult<(StatusCode, axum::Json<AttributeView>)> {
     caller.require(Action::ManageAttributes)?;
-    let kind = AttributeKind::parse(&body.kind)
-        .ok_or_else(|| DomainError::field("type", "string, number, bool or date"))?;
+    let kind =
+        AttributeKind::parse(&body.kind).ok_or_else(|| DomainError::field("type", "string, number, bool or date"))?;
     let now = state.now();
     let (n, p) = (name.clone(), caller.0.clone());
     let created = state
@@ -226,40 +212,18 @@ pub async fn define_attribute(
             Ok(created)
         })
         .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        axum::Json(AttributeView {
-            name,
-            kind: kind.as_str().into(),
-        }),
-    ))
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, axum::Json(AttributeView { name, kind: kind.as_str().into() })))
 }
 
 /// List the declared custom attributes
 #[utoipa::path(get, path = "/v1/attributes", tag = "members",
     responses((status = 200, body = AttributeList), (status = 403, body = Problem, content_type = "application/problem+json")),
     security(("api_key" = [])))]
-pub async fn list_attributes(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<axum::Json<AttributeList>> {
+pub async fn list_attributes(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<AttributeList>> {
     caller.require(Action::ReadAttributes)?;
-    let defs = state
-        .store
-        .read(|tx, _| members::attribute_defs(tx))
-        .await?;
+    let defs = state.store.read(|tx, _| members::attribute_defs(tx)).await?;
     Ok(axum::Json(AttributeList {
-        attributes: defs
-            .into_iter()
-            .map(|(name, k)| AttributeView {
-                name,
-                kind: k.as_str().into(),
-            })
-            .collect(),
+        attributes: defs.into_iter().map(|(name, k)| AttributeView { name, kind: k.as_str().into() }).collect(),
     }))
 }

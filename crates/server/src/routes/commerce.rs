@@ -89,19 +89,9 @@ pub async fn put_products(
     let mut items = Vec::with_capacity(body.items.len());
     for (i, it) in body.items.into_iter().enumerate() {
         let prefix = format!("items[{i}]");
-        catalogue::check_item(
-            &mut v,
-            &prefix,
-            &it.sku,
-            &it.name,
-            &it.category,
-            it.price_fen,
-            &it.channel_prices_fen,
-        );
+        catalogue::check_item(&mut v, &prefix, &it.sku, &it.name, &it.category, it.price_fen, &it.channel_prices_fen);
         let from = match &it.effective_from {
-            Some(s) => v
-                .check(&format!("{prefix}.effective_from"), parse_time("", s))
-                .unwrap_or(now),
+            Some(s) => v.check(&format!("{prefix}.effective_from"), parse_time("", s)).unwrap_or(now),
             None => now,
         };
         items.push(cat::Item {
@@ -142,16 +132,10 @@ pub async fn get_product(
         .await?
         .ok_or_else(|| DomainError::not_found("product"))?;
     let now = state.now();
-    let current = p
-        .prices
-        .iter()
-        .filter(|r| r.effective_from <= now)
-        .max_by_key(|r| r.effective_from);
+    let current = p.prices.iter().filter(|r| r.effective_from <= now).max_by_key(|r| r.effective_from);
     Ok(axum::Json(ProductView {
         price_fen: current.map(|r| r.price_fen),
-        channel_prices_fen: current
-            .map(|r| r.channel_prices_fen.clone())
-            .unwrap_or_default(),
+        channel_prices_fen: current.map(|r| r.channel_prices_fen.clone()).unwrap_or_default(),
         prices: p
             .prices
             .iter()
@@ -201,8 +185,8 @@ pub async fn put_program(
 ) -> ApiResult<axum::Json<ProgramView>> {
     caller.require(Action::ManageProgram)?;
     let now = state.now();
-    let program: Program = serde_json::from_value(body.program)
-        .map_err(|e| DomainError::field("program", e.to_string()))?;
+    let program: Program =
+        serde_json::from_value(body.program).map_err(|e| DomainError::field("program", e.to_string()))?;
     program.validate().map_err(|e| e.within("program"))?;
     let from = match &body.effective_from {
         Some(s) => parse_time("effective_from", s)?,
@@ -228,16 +212,10 @@ pub async fn put_program(
 #[utoipa::path(get, path = "/v1/loyalty/program", tag = "loyalty",
     responses((status = 200, body = ProgramView), (status = 403, body = Problem, content_type = "application/problem+json")),
     security(("api_key" = [])))]
-pub async fn get_program(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<axum::Json<ProgramView>> {
+pub async fn get_program(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<ProgramView>> {
     caller.require(Action::ReadCatalogue)?;
     let now = state.now();
-    let (version, program, from) = state
-        .store
-        .read_short(move |tx, _| loyalty::at(tx, now))
-        .await?;
+    let (version, program, from) = state.store.read_short(move |tx, _| loyalty::at(tx, now)).await?;
     Ok(axum::Json(ProgramView {
         version,
         effective_from: rfc3339(from),
@@ -368,9 +346,7 @@ fn parse_order(state: &AppState, caller: &Caller, body: OrderIn) -> Result<NewOr
     }
     let channel = match (&p.channel, body.channel) {
         (Some(own), Some(asked)) if *own != asked => {
-            return Err(ApiError::forbidden(format!(
-                "this key writes only for channel {own}"
-            )));
+            return Err(ApiError::forbidden(format!("this key writes only for channel {own}")));
         }
         (Some(own), _) => own.clone(),
         (None, Some(c)) => c,
@@ -385,9 +361,7 @@ fn parse_order(state: &AppState, caller: &Caller, body: OrderIn) -> Result<NewOr
     }
     let store_id = match (&p.store_id, body.store_id) {
         (Some(own), Some(asked)) if *own != asked => {
-            return Err(ApiError::forbidden(format!(
-                "this key writes only for store {own}"
-            )));
+            return Err(ApiError::forbidden(format!("this key writes only for store {own}")));
         }
         (Some(own), _) => Some(own.clone()),
         (None, s) => s,
@@ -407,9 +381,7 @@ fn parse_order(state: &AppState, caller: &Caller, body: OrderIn) -> Result<NewOr
             v.push(format!("lines[{i}].unit_price_fen"), "not negative");
         }
         if l.price_override_reason.is_some() && p.role != Role::Store && p.role != Role::Admin {
-            return Err(ApiError::forbidden(
-                "only a till (store key) may override a catalogue price",
-            ));
+            return Err(ApiError::forbidden("only a till (store key) may override a catalogue price"));
         }
         lines.push(LineIn {
             sku: l.sku,
@@ -468,14 +440,7 @@ pub async fn place(
             Ok(r)
         })
         .await?;
-    Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        axum::Json(order_view(&o)),
-    ))
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, axum::Json(order_view(&o))))
 }
 
 /// Price a basket with no effects
@@ -492,10 +457,7 @@ pub async fn quote(
     caller.require(Action::PlaceOrder)?;
     let o = parse_order(&state, &caller, body)?;
     let o2 = o.clone();
-    let (member, version, lines, priced) = state
-        .store
-        .read_short(move |tx, _| orders::prepare(tx, &o2))
-        .await?;
+    let (member, version, lines, priced) = state.store.read_short(move |tx, _| orders::prepare(tx, &o2)).await?;
     Ok(axum::Json(OrderView {
         id: None,
         status: None,
@@ -555,9 +517,7 @@ pub async fn cancel(
         .write(move |tx, _| {
             let existing = orders::get(tx, &id)?.ok_or_else(|| DomainError::not_found("order"))?;
             if p.channel.as_ref().is_some_and(|c| *c != existing.channel)
-                || p.store_id
-                    .as_ref()
-                    .is_some_and(|s| Some(s) != existing.store_id.as_ref())
+                || p.store_id.as_ref().is_some_and(|s| Some(s) != existing.store_id.as_ref())
             {
                 return Err(DomainError::new(
                     ronghe_domain::Code::Forbidden,
@@ -619,11 +579,7 @@ pub async fn get_points(
     points_view(&state, id, q).await
 }
 
-async fn points_view(
-    state: &AppState,
-    id: String,
-    q: LedgerQuery,
-) -> ApiResult<axum::Json<PointsView>> {
+async fn points_view(state: &AppState, id: String, q: LedgerQuery) -> ApiResult<axum::Json<PointsView>> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(DomainError::field("limit", "1 to 500").into());
@@ -637,9 +593,7 @@ async fn points_view(
             Ok((id, b, e))
         })
         .await?;
-    let next_before = (entries.len() as i64 == limit)
-        .then(|| entries.last().map(|e| e.id))
-        .flatten();
+    let next_before = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.id)).flatten();
     Ok(axum::Json(PointsView {
         member_id: id,
         balance,
@@ -697,27 +651,10 @@ pub async fn adjust_points(
             // resolve locks the member's row (PostgreSQL), so balance checks cannot interleave.
             let m = members::resolve(tx, &id)?;
             let adj_id = format!("adj_{now:x}");
-            points::append(
-                tx,
-                &m,
-                body.points,
-                "adjustment",
-                "adjustment",
-                &adj_id,
-                Some(&reason),
-                now,
-            )?;
+            points::append(tx, &m, body.points, "adjustment", "adjustment", &adj_id, Some(&reason), now)?;
             audit_admin(tx, &p, now, "points.adjust", Some(&m))?;
             Ok(m)
         })
         .await?;
-    points_view(
-        &state,
-        id,
-        LedgerQuery {
-            before: None,
-            limit: None,
-        },
-    )
-    .await
+    points_view(&state, id, LedgerQuery { before: None, limit: None }).await
 }

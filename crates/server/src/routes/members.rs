@@ -37,23 +37,13 @@ fn parse_consents(v: &mut Validator, prefix: &str, items: &[ConsentIn]) -> Vec<C
         let purpose = Purpose::parse(&c.purpose);
         let channel = ContactChannel::parse(&c.channel);
         if purpose.is_none() {
-            v.push(
-                format!("{prefix}[{i}].purpose"),
-                "one of marketing, profiling, personalisation",
-            );
+            v.push(format!("{prefix}[{i}].purpose"), "one of marketing, profiling, personalisation");
         }
         if channel.is_none() {
-            v.push(
-                format!("{prefix}[{i}].channel"),
-                "one of sms, app_push, wecom, email, mini_program",
-            );
+            v.push(format!("{prefix}[{i}].channel"), "one of sms, app_push, wecom, email, mini_program");
         }
         if let (Some(purpose), Some(channel)) = (purpose, channel) {
-            out.push(ConsentChange {
-                purpose,
-                channel,
-                granted: c.granted,
-            });
+            out.push(ConsentChange { purpose, channel, granted: c.granted });
         }
     }
     out
@@ -65,41 +55,23 @@ fn scoped_source(caller: &Caller, s: &SourceIn) -> Result<Source, ApiError> {
     let p = &caller.0;
     let store_id = match (&p.store_id, &s.store_id) {
         (Some(own), Some(asked)) if own != asked => {
-            return Err(ApiError::forbidden(format!(
-                "this key writes only for store {own}"
-            )));
+            return Err(ApiError::forbidden(format!("this key writes only for store {own}")));
         }
         (Some(own), _) => Some(own.clone()),
         (None, asked) => asked.clone(),
     };
     let channel = match (&p.channel, &s.channel) {
         (Some(own), Some(asked)) if own != asked => {
-            return Err(ApiError::forbidden(format!(
-                "this key writes only for channel {own}"
-            )));
+            return Err(ApiError::forbidden(format!("this key writes only for channel {own}")));
         }
         (Some(own), _) => Some(own.clone()),
-        (None, asked) => asked
-            .clone()
-            .or_else(|| (p.role == Role::Store).then(|| "pos".to_string())),
+        (None, asked) => asked.clone().or_else(|| (p.role == Role::Store).then(|| "pos".to_string())),
     };
-    Ok(Source {
-        channel,
-        store_id,
-        method: s.method.clone(),
-    })
+    Ok(Source { channel, store_id, method: s.method.clone() })
 }
 
-async fn view(
-    state: &AppState,
-    caller: &Caller,
-    id: String,
-    action: &'static str,
-) -> ApiResult<MemberView> {
-    let rec = state
-        .store
-        .read_short(move |tx, kr| members::load(tx, kr, &id))
-        .await?;
+async fn view(state: &AppState, caller: &Caller, id: String, action: &'static str) -> ApiResult<MemberView> {
+    let rec = state.store.read_short(move |tx, kr| members::load(tx, kr, &id)).await?;
     let v = MemberView::build(&rec, state.masked(caller));
     state.audit_unmasked(caller, &v, action).await?;
     Ok(v)
@@ -133,24 +105,17 @@ pub async fn register(
         .iter()
         .enumerate()
         .filter_map(|(i, x)| {
-            v.check(
-                &format!("identities[{i}]"),
-                parse_identity(&x.kind, &x.value, x.app_id.as_deref()),
-            )
+            v.check(&format!("identities[{i}]"), parse_identity(&x.kind, &x.value, x.app_id.as_deref()))
         })
         .map(|id| (id, true))
         .collect();
-    let profile = v
-        .check("profile", parse_profile(&body.profile))
-        .unwrap_or_default();
+    let profile = v.check("profile", parse_profile(&body.profile)).unwrap_or_default();
     let consents = parse_consents(&mut v, "consents", &body.consents);
     let on_conflict = match body.on_conflict.as_deref() {
         None | Some("reject") => OnConflict::Reject,
         Some("merge") => {
             if !caller.0.role.may(Action::MergeMembers) {
-                return Err(ApiError::forbidden(
-                    "a store key may not merge members; ask an admin or channel key",
-                ));
+                return Err(ApiError::forbidden("a store key may not merge members; ask an admin or channel key"));
             }
             OnConflict::Merge
         }
@@ -186,14 +151,7 @@ pub async fn register(
         Outcome::Existing => (StatusCode::OK, "existing", vec![]),
         Outcome::Merged(a) => (StatusCode::OK, "merged", a),
     };
-    Ok((
-        status,
-        axum::Json(RegisteredView {
-            outcome: outcome.into(),
-            absorbed,
-            member,
-        }),
-    ))
+    Ok((status, axum::Json(RegisteredView { outcome: outcome.into(), absorbed, member })))
 }
 
 /// Read a member's 360° view
@@ -213,33 +171,20 @@ pub async fn get(
     Ok(axum::Json(view(&state, &caller, id, "member.read").await?))
 }
 
-async fn lookup_any(
-    state: &AppState,
-    caller: &Caller,
-    q: LookupIn,
-) -> ApiResult<axum::Json<MemberView>> {
+async fn lookup_any(state: &AppState, caller: &Caller, q: LookupIn) -> ApiResult<axum::Json<MemberView>> {
     caller.require(Action::ReadMember)?;
     if caller.0.role != Role::Admin {
-        if let Err(retry) = state
-            .limiter
-            .check(&caller.0.key_id, crate::ratelimit::Bucket::Lookups)
-        {
+        if let Err(retry) = state.limiter.check(&caller.0.key_id, crate::ratelimit::Bucket::Lookups) {
             return Err(crate::middleware::rate_limited(retry));
         }
     }
     let now = state.now();
     let rec = if q.kind == "qr_token" {
         let id = qr::verify(state.store.keyring().qr_key(), &q.value, now)?;
-        state
-            .store
-            .read_short(move |tx, kr| members::load(tx, kr, &id))
-            .await?
+        state.store.read_short(move |tx, kr| members::load(tx, kr, &id)).await?
     } else {
         let identity = parse_identity(&q.kind, &q.value, q.app_id.as_deref())?;
-        state
-            .store
-            .read_short(move |tx, kr| members::lookup(tx, kr, &identity))
-            .await?
+        state.store.read_short(move |tx, kr| members::lookup(tx, kr, &identity)).await?
     };
     let v = MemberView::build(&rec, state.masked(caller));
     state.audit_unmasked(caller, &v, "member.lookup").await?;
@@ -284,16 +229,7 @@ pub async fn lookup_get(
         v.push("value", "required");
     }
     v.finish()?;
-    lookup_any(
-        &state,
-        &caller,
-        LookupIn {
-            kind,
-            value,
-            app_id: q.get("app_id").cloned(),
-        },
-    )
-    .await
+    lookup_any(&state, &caller, LookupIn { kind, value, app_id: q.get("app_id").cloned() }).await
 }
 
 /// Merge two members into one
@@ -322,11 +258,7 @@ pub async fn merge(
         })
         .await?;
     let member = view(&state, &caller, m.id.clone(), "member.read").await?;
-    Ok(axum::Json(MergedView {
-        absorbed: m.absorbed,
-        identities_moved: m.identities_moved,
-        member,
-    }))
+    Ok(axum::Json(MergedView { absorbed: m.absorbed, identities_moved: m.identities_moved, member }))
 }
 
 /// Update a member's profile and custom attributes
@@ -375,11 +307,7 @@ async fn consents_view(store: &Store, id: String) -> ApiResult<axum::Json<Consen
     let (id, current, history) = store
         .read(move |tx, _| {
             let id = members::resolve(tx, &id)?;
-            Ok((
-                id.clone(),
-                members::consents_of(tx, &id)?,
-                members::consent_history(tx, &id)?,
-            ))
+            Ok((id.clone(), members::consents_of(tx, &id)?, members::consent_history(tx, &id)?))
         })
         .await?;
     Ok(axum::Json(ConsentsView {
@@ -444,15 +372,7 @@ pub async fn erase(
         .store
         .write(move |tx, _| {
             let id = members::erase(tx, &id, now)?;
-            audit::append(
-                tx,
-                now,
-                &p.key_id,
-                p.role.as_str(),
-                "member.erase",
-                Some(&id),
-                &serde_json::json!({}),
-            )?;
+            audit::append(tx, now, &p.key_id, p.role.as_str(), "member.erase", Some(&id), &serde_json::json!({}))?;
             Ok(id)
         })
         .await?;
@@ -472,24 +392,13 @@ pub async fn export(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<ExportView>> {
     caller.require(Action::ExportMember)?;
-    let e = state
-        .store
-        .read(move |tx, kr| members::export(tx, kr, &id))
-        .await?;
+    let e = state.store.read(move |tx, kr| members::export(tx, kr, &id)).await?;
     let now = state.now();
     let (p, target) = (caller.0.clone(), e.member.id.clone());
     state
         .store
         .write(move |tx, _| {
-            audit::append(
-                tx,
-                now,
-                &p.key_id,
-                p.role.as_str(),
-                "member.export",
-                Some(&target),
-                &serde_json::json!({}),
-            )
+            audit::append(tx, now, &p.key_id, p.role.as_str(), "member.export", Some(&target), &serde_json::json!({}))
         })
         .await?;
     Ok(axum::Json(ExportView::build(&e, now)))
@@ -508,10 +417,7 @@ pub async fn qr_code(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<QrView>> {
     caller.require(Action::IssueQr)?;
-    let id = state
-        .store
-        .read_short(move |tx, _| members::resolve(tx, &id))
-        .await?;
+    let id = state.store.read_short(move |tx, _| members::resolve(tx, &id)).await?;
     let expires = state.now() + qr::TTL_MS;
     Ok(axum::Json(QrView {
         token: qr::sign(state.store.keyring().qr_key(), &id, expires),

@@ -22,10 +22,7 @@ pub struct Health {
     security(()))]
 pub async fn healthz(State(state): State<AppState>) -> axum::response::Response {
     match state.store.read(|tx, _| ronghe_store::ping(tx)).await {
-        Ok(_) => axum::Json(Health {
-            status: "ok".into(),
-        })
-        .into_response(),
+        Ok(_) => axum::Json(Health { status: "ok".into() }).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check failed");
             let mut r = ApiError::new(Code::Internal, "the store does not answer").into_response();
@@ -42,13 +39,7 @@ pub async fn healthz(State(state): State<AppState>) -> axum::response::Response 
     responses((status = 200, content_type = "application/openmetrics-text", body = String)),
     security(()))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
 }
 
 /// This OpenAPI 3.1 document

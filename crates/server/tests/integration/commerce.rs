@@ -30,9 +30,7 @@ async fn catalogue(app: &TestApp) {
 }
 
 async fn member_with_points(app: &TestApp, i: u32, points: i64) -> String {
-    let id = app
-        .register(json!({"identities":[{"type":"phone","value":phone(100 + i)}]}))
-        .await;
+    let id = app.register(json!({"identities":[{"type":"phone","value":phone(100 + i)}]})).await;
     if points > 0 {
         let (s, b) = app
             .post(
@@ -47,9 +45,7 @@ async fn member_with_points(app: &TestApp, i: u32, points: i64) -> String {
 }
 
 async fn balance(app: &TestApp, id: &str) -> i64 {
-    let (_, p) = app
-        .get(&format!("/v1/members/{id}/points"), &app.admin)
-        .await;
+    let (_, p) = app.get(&format!("/v1/members/{id}/points"), &app.admin).await;
     p["balance"].as_i64().unwrap()
 }
 
@@ -62,26 +58,14 @@ async fn orders_are_priced_from_the_catalogue_and_move_points(app: TestApp) {
     catalogue(&app).await;
     let (s, p) = app.get("/v1/products/B", &app.admin).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(
-        (
-            p["price_fen"].as_i64(),
-            p["channel_prices_fen"]["mini_program"].as_i64()
-        ),
-        (Some(500), Some(450))
-    );
+    assert_eq!((p["price_fen"].as_i64(), p["channel_prices_fen"]["mini_program"].as_i64()), (Some(500), Some(450)));
     let m = member_with_points(&app, 1, 2000).await;
     let till = app.key("store", Some("S001"), None).await;
 
-    let (s, q) = app
-        .post("/v1/orders/quote", &till, basket(&m, "R-1", 1000))
-        .await;
+    let (s, q) = app.post("/v1/orders/quote", &till, basket(&m, "R-1", 1000)).await;
     assert_eq!(s, StatusCode::OK, "{q}");
     assert_eq!(
-        (
-            q["subtotal_fen"].as_i64(),
-            q["payable_fen"].as_i64(),
-            q["points_earned"].as_i64()
-        ),
+        (q["subtotal_fen"].as_i64(), q["payable_fen"].as_i64(), q["points_earned"].as_i64()),
         (Some(4097), Some(3097), Some(30))
     );
     assert!(q["id"].is_null());
@@ -92,19 +76,10 @@ async fn orders_are_priced_from_the_catalogue_and_move_points(app: TestApp) {
     assert_eq!(o["status"], "completed");
     assert_eq!(o["store_id"], "S001");
     assert_eq!(o["channel"], "pos");
-    let paid: Vec<i64> = o["lines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["paid_fen"].as_i64().unwrap())
-        .collect();
+    let paid: Vec<i64> = o["lines"].as_array().unwrap().iter().map(|l| l["paid_fen"].as_i64().unwrap()).collect();
     assert_eq!(paid, vec![1964, 378, 755]);
-    let earned: Vec<i64> = o["lines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["points_earned"].as_i64().unwrap())
-        .collect();
+    let earned: Vec<i64> =
+        o["lines"].as_array().unwrap().iter().map(|l| l["points_earned"].as_i64().unwrap()).collect();
     assert_eq!(earned, vec![19, 4, 7]);
     assert_eq!(balance(&app, &m).await, 2000 - 1000 + 30);
     let id = o["id"].as_str().unwrap();
@@ -118,138 +93,63 @@ async fn orders_are_priced_from_the_catalogue_and_move_points(app: TestApp) {
     assert_eq!(balance(&app, &m).await, 1030, "no second effect");
     // With an idempotency key the replay is exact too.
     let h = [("Idempotency-Key", "till-S001-R-2")];
-    let (s1, a) = app
-        .call(
-            reqwest::Method::POST,
-            "/v1/orders",
-            &till,
-            Some(basket(&m, "R-2", 0)),
-            &h,
-        )
-        .await;
-    let (s2, b) = app
-        .call(
-            reqwest::Method::POST,
-            "/v1/orders",
-            &till,
-            Some(basket(&m, "R-2", 0)),
-            &h,
-        )
-        .await;
+    let (s1, a) = app.call(reqwest::Method::POST, "/v1/orders", &till, Some(basket(&m, "R-2", 0)), &h).await;
+    let (s2, b) = app.call(reqwest::Method::POST, "/v1/orders", &till, Some(basket(&m, "R-2", 0)), &h).await;
     assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
     assert_eq!(a, b);
     assert_eq!(balance(&app, &m).await, 1030 + 40);
 
-    let (_, ledger) = app
-        .get(&format!("/v1/members/{m}/points"), &app.admin)
-        .await;
-    let reasons: Vec<&str> = ledger["ledger"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["reason"].as_str().unwrap())
-        .collect();
+    let (_, ledger) = app.get(&format!("/v1/members/{m}/points"), &app.admin).await;
+    let reasons: Vec<&str> =
+        ledger["ledger"].as_array().unwrap().iter().map(|e| e["reason"].as_str().unwrap()).collect();
     assert_eq!(reasons, ["earn", "earn", "redeem", "adjustment"]);
-    let sum: i64 = ledger["ledger"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["delta"].as_i64().unwrap())
-        .sum();
-    assert_eq!(
-        sum,
-        ledger["balance"].as_i64().unwrap(),
-        "the balance is the sum of the ledger"
-    );
+    let sum: i64 = ledger["ledger"].as_array().unwrap().iter().map(|e| e["delta"].as_i64().unwrap()).sum();
+    assert_eq!(sum, ledger["balance"].as_i64().unwrap(), "the balance is the sum of the ledger");
 
     // A till cannot invent prices or SKUs.
     let (s, p) = app
-        .post(
-            "/v1/orders",
-            &till,
-            json!({"order_ref":"R-3","lines":[{"sku":"A","qty":1},{"sku":"NOPE","qty":1}]}),
-        )
+        .post("/v1/orders", &till, json!({"order_ref":"R-3","lines":[{"sku":"A","qty":1},{"sku":"NOPE","qty":1}]}))
         .await;
     assert_eq!(
         (s, p["code"].as_str(), p["errors"][0]["field"].as_str()),
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some("unknown_sku"),
-            Some("lines[1].sku")
-        )
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_sku"), Some("lines[1].sku"))
     );
     let (s, p) = app
-        .post(
-            "/v1/orders",
-            &till,
-            json!({"order_ref":"R-3","lines":[{"sku":"A","qty":1,"unit_price_fen":999}]}),
-        )
+        .post("/v1/orders", &till, json!({"order_ref":"R-3","lines":[{"sku":"A","qty":1,"unit_price_fen":999}]}))
         .await;
     assert_eq!(
         (s, p["errors"][0]["field"].as_str()),
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some("lines[0].unit_price_fen")
-        )
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("lines[0].unit_price_fen"))
     );
     let (s, o) = app
         .post("/v1/orders", &till, json!({"order_ref":"R-3","lines":[{"sku":"A","qty":1,"unit_price_fen":999,"price_override_reason":"markdown"}]}))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{o}");
     assert_eq!(
-        (
-            o["lines"][0]["catalogue_price_fen"].as_i64(),
-            o["lines"][0]["price_override_reason"].as_str()
-        ),
+        (o["lines"][0]["catalogue_price_fen"].as_i64(), o["lines"][0]["price_override_reason"].as_str()),
         (Some(1299), Some("markdown"))
     );
     let mini = app.key("channel", None, Some("mini_program")).await;
     let (s, _) = app
-        .post("/v1/orders", &mini, json!({"order_ref":"W-1","lines":[{"sku":"A","qty":1,"unit_price_fen":1,"price_override_reason":"x"}]}))
-        .await;
-    assert_eq!(
-        s,
-        StatusCode::FORBIDDEN,
-        "online channels cannot override prices"
-    );
-    let (s, o) = app
         .post(
             "/v1/orders",
             &mini,
-            json!({"order_ref":"W-1","lines":[{"sku":"B","qty":2}]}),
+            json!({"order_ref":"W-1","lines":[{"sku":"A","qty":1,"unit_price_fen":1,"price_override_reason":"x"}]}),
         )
         .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "online channels cannot override prices");
+    let (s, o) = app.post("/v1/orders", &mini, json!({"order_ref":"W-1","lines":[{"sku":"B","qty":2}]})).await;
     assert_eq!(
         (s, o["subtotal_fen"].as_i64()),
         (StatusCode::CREATED, Some(900)),
         "the published channel price applies"
     );
-    let (s, p) = app
-        .post(
-            "/v1/orders",
-            &till,
-            json!({"order_ref":"R-9","store_id":"S002","lines":[{"sku":"A","qty":1}]}),
-        )
-        .await;
-    assert_eq!(
-        (s, p["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("forbidden")),
-        "tills write only for their store"
-    );
-    let (s, p) = app
-        .post(
-            "/v1/orders",
-            &till,
-            json!({"order_ref":"","lines":[{"sku":"A","qty":0}]}),
-        )
-        .await;
+    let (s, p) =
+        app.post("/v1/orders", &till, json!({"order_ref":"R-9","store_id":"S002","lines":[{"sku":"A","qty":1}]})).await;
+    assert_eq!((s, p["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "tills write only for their store");
+    let (s, p) = app.post("/v1/orders", &till, json!({"order_ref":"","lines":[{"sku":"A","qty":0}]})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    let fields: Vec<_> = p["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields: Vec<_> = p["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["order_ref", "lines[0].qty"]);
 }
 
@@ -264,57 +164,33 @@ async fn orders_use_the_programme_in_force_at_placed_at(app: TestApp) {
     let till = app.key("store", Some("S001"), None).await;
     // Placed before the change (an offline till uploading late): the default programme.
     let (_, early) = app
-        .post("/v1/orders", &till, json!({"order_ref":"E-1","member_id":m,"placed_at":"2025-12-31T23:00:00Z","lines":[{"sku":"A","qty":1}]}))
-        .await;
-    assert_eq!(
-        (
-            early["program_version"].as_i64(),
-            early["points_earned"].as_i64()
-        ),
-        (Some(0), Some(12))
-    );
-    let (_, late) = app
         .post(
             "/v1/orders",
             &till,
-            json!({"order_ref":"E-2","member_id":m,"lines":[{"sku":"A","qty":1}]}),
+            json!({"order_ref":"E-1","member_id":m,"placed_at":"2025-12-31T23:00:00Z","lines":[{"sku":"A","qty":1}]}),
         )
         .await;
-    assert_eq!(
-        (
-            late["program_version"].as_i64(),
-            late["points_earned"].as_i64()
-        ),
-        (Some(1), Some(25))
-    );
+    assert_eq!((early["program_version"].as_i64(), early["points_earned"].as_i64()), (Some(0), Some(12)));
+    let (_, late) =
+        app.post("/v1/orders", &till, json!({"order_ref":"E-2","member_id":m,"lines":[{"sku":"A","qty":1}]})).await;
+    assert_eq!((late["program_version"].as_i64(), late["points_earned"].as_i64()), (Some(1), Some(25)));
     let (_, current) = app.get("/v1/loyalty/program", &till).await;
-    assert_eq!(
-        current["program"]["earn"]["category_multipliers_bp"]["food"],
-        20000
-    );
-    let (s, p) = app
-        .put(
-            "/v1/loyalty/program",
-            &app.admin,
-            json!({"program":{"redeem":{"max_share_bp":20000}}}),
-        )
-        .await;
+    assert_eq!(current["program"]["earn"]["category_multipliers_bp"]["food"], 20000);
+    let (s, p) = app.put("/v1/loyalty/program", &app.admin, json!({"program":{"redeem":{"max_share_bp":20000}}})).await;
     assert_eq!(
         (s, p["errors"][0]["field"].as_str()),
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some("program.redeem.max_share_bp")
-        )
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("program.redeem.max_share_bp"))
     );
-    let (s, _) = app
-        .put("/v1/loyalty/program", &till, json!({"program":{}}))
-        .await;
+    let (s, _) = app.put("/v1/loyalty/program", &till, json!({"program":{}})).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, p) = app.post("/v1/orders", &till, json!({"order_ref":"E-3","placed_at":"2030-01-01T00:00:00Z","lines":[{"sku":"A","qty":1}]})).await;
-    assert_eq!(
-        (s, p["errors"][0]["field"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("placed_at"))
-    );
+    let (s, p) = app
+        .post(
+            "/v1/orders",
+            &till,
+            json!({"order_ref":"E-3","placed_at":"2030-01-01T00:00:00Z","lines":[{"sku":"A","qty":1}]}),
+        )
+        .await;
+    assert_eq!((s, p["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("placed_at")));
 }
 
 async fn redemption_is_limited_by_balance_and_share(app: TestApp) {
@@ -323,46 +199,31 @@ async fn redemption_is_limited_by_balance_and_share(app: TestApp) {
     let till = app.key("store", Some("S001"), None).await;
     let one = |points: i64, r: &str| json!({"order_ref": r, "member_id": m, "points_to_redeem": points, "lines":[{"sku":"A","qty":2}]});
     let (s, p) = app.post("/v1/orders", &till, one(600, "L-1")).await;
-    assert_eq!(
-        (s, p["code"].as_str()),
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some("insufficient_points")
-        )
-    );
-    let (s, p) = app.post("/v1/orders", &till, json!({"order_ref":"L-2","member_id":m,"points_to_redeem":400,"lines":[{"sku":"C","qty":1}]})).await;
-    assert_eq!(
-        (s, p["code"].as_str()),
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some("points_limit_exceeded")
-        ),
-        "at most half of 3.33 yuan"
-    );
+    assert_eq!((s, p["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("insufficient_points")));
     let (s, p) = app
         .post(
             "/v1/orders",
             &till,
-            json!({"order_ref":"L-3","points_to_redeem":10,"lines":[{"sku":"A","qty":1}]}),
+            json!({"order_ref":"L-2","member_id":m,"points_to_redeem":400,"lines":[{"sku":"C","qty":1}]}),
         )
+        .await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("points_limit_exceeded")),
+        "at most half of 3.33 yuan"
+    );
+    let (s, p) = app
+        .post("/v1/orders", &till, json!({"order_ref":"L-3","points_to_redeem":10,"lines":[{"sku":"A","qty":1}]}))
         .await;
     assert_eq!(
         (s, p["errors"][0]["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("points_to_redeem")),
         "guests cannot redeem"
     );
-    assert_eq!(
-        balance(&app, &m).await,
-        500,
-        "refused orders change nothing"
-    );
+    assert_eq!(balance(&app, &m).await, 500, "refused orders change nothing");
     let (s, _) = app.post("/v1/orders", &till, one(500, "L-4")).await;
     assert_eq!(s, StatusCode::CREATED);
-    assert_eq!(
-        balance(&app, &m).await,
-        20,
-        "500 redeemed, 20 earned on 20.98 yuan"
-    );
+    assert_eq!(balance(&app, &m).await, 20, "500 redeemed, 20 earned on 20.98 yuan");
     let (s, p) = app
         .post(
             &format!("/v1/members/{m}/points/adjustments"),
@@ -370,31 +231,12 @@ async fn redemption_is_limited_by_balance_and_share(app: TestApp) {
             json!({"points": -21, "reason": "correction"}),
         )
         .await;
-    assert_eq!(
-        (s, p["code"].as_str()),
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some("insufficient_points")
-        )
-    );
-    let (s, p) = app
-        .post(
-            &format!("/v1/members/{m}/points/adjustments"),
-            &app.admin,
-            json!({"points": 5, "reason": " "}),
-        )
-        .await;
-    assert_eq!(
-        (s, p["errors"][0]["field"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("reason"))
-    );
-    let (s, _) = app
-        .post(
-            &format!("/v1/members/{m}/points/adjustments"),
-            &till,
-            json!({"points": 5, "reason": "x"}),
-        )
-        .await;
+    assert_eq!((s, p["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("insufficient_points")));
+    let (s, p) =
+        app.post(&format!("/v1/members/{m}/points/adjustments"), &app.admin, json!({"points": 5, "reason": " "})).await;
+    assert_eq!((s, p["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("reason")));
+    let (s, _) =
+        app.post(&format!("/v1/members/{m}/points/adjustments"), &till, json!({"points": 5, "reason": "x"})).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
 
@@ -409,38 +251,18 @@ async fn cancelling_an_online_order_reverses_its_points(app: TestApp) {
     assert_eq!(balance(&app, &m).await, earned);
     let id = o["id"].as_str().unwrap();
     let other = app.key("channel", None, Some("app")).await;
-    let (s, _) = app
-        .post(&format!("/v1/orders/{id}/cancel"), &other, json!({}))
-        .await;
+    let (s, _) = app.post(&format!("/v1/orders/{id}/cancel"), &other, json!({})).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "another channel's order");
-    let (s, c) = app
-        .post(&format!("/v1/orders/{id}/cancel"), &mini, json!({}))
-        .await;
-    assert_eq!(
-        (s, c["status"].as_str()),
-        (StatusCode::OK, Some("cancelled"))
-    );
+    let (s, c) = app.post(&format!("/v1/orders/{id}/cancel"), &mini, json!({})).await;
+    assert_eq!((s, c["status"].as_str()), (StatusCode::OK, Some("cancelled")));
     assert_eq!(balance(&app, &m).await, 1000, "every effect reversed");
-    let (s, p) = app
-        .post(&format!("/v1/orders/{id}/cancel"), &mini, json!({}))
-        .await;
-    assert_eq!(
-        (s, p["code"].as_str()),
-        (StatusCode::CONFLICT, Some("order_not_cancellable"))
-    );
+    let (s, p) = app.post(&format!("/v1/orders/{id}/cancel"), &mini, json!({})).await;
+    assert_eq!((s, p["code"].as_str()), (StatusCode::CONFLICT, Some("order_not_cancellable")));
     let till = app.key("store", Some("S001"), None).await;
     let (_, t) = app.post("/v1/orders", &till, basket(&m, "T-1", 0)).await;
-    let (s, _) = app
-        .post(
-            &format!("/v1/orders/{}/cancel", t["id"].as_str().unwrap()),
-            &till,
-            json!({}),
-        )
-        .await;
+    let (s, _) = app.post(&format!("/v1/orders/{}/cancel", t["id"].as_str().unwrap()), &till, json!({})).await;
     assert_eq!(s, StatusCode::CONFLICT, "a till sale is undone by a return");
-    let (s, _) = app
-        .post("/v1/orders/o_missing/cancel", &till, json!({}))
-        .await;
+    let (s, _) = app.post("/v1/orders/o_missing/cancel", &till, json!({})).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
@@ -473,9 +295,7 @@ async fn concurrent_orders_never_overdraw_a_balance(app: TestApp) {
     }
     // Each order earns 9 points on 9.99 yuan, so the fourth may just fit after three: count
     // what the ledger says rather than guessing the interleaving.
-    let (_, p) = app
-        .get(&format!("/v1/members/{m}/points"), &app.admin)
-        .await;
+    let (_, p) = app.get(&format!("/v1/members/{m}/points"), &app.admin).await;
     let b = p["balance"].as_i64().unwrap();
     assert!(b >= 0, "never below zero: {b}");
     assert_eq!(b, 1000 - 300 * ok + 9 * ok);
@@ -487,36 +307,13 @@ async fn merging_members_merges_their_ledgers(app: TestApp) {
     let a = member_with_points(&app, 6, 300).await;
     let b = member_with_points(&app, 7, 200).await;
     let till = app.key("store", Some("S001"), None).await;
-    let (_, o) = app
-        .post(
-            "/v1/orders",
-            &till,
-            json!({"order_ref":"M-1","member_id":b,"lines":[{"sku":"A","qty":1}]}),
-        )
-        .await;
-    app.post(
-        "/v1/members/merge",
-        &app.admin,
-        json!({"into": a, "from": b}),
-    )
-    .await;
+    let (_, o) =
+        app.post("/v1/orders", &till, json!({"order_ref":"M-1","member_id":b,"lines":[{"sku":"A","qty":1}]})).await;
+    app.post("/v1/members/merge", &app.admin, json!({"into": a, "from": b})).await;
     assert_eq!(balance(&app, &a).await, 300 + 200 + 12);
-    assert_eq!(
-        balance(&app, &b).await,
-        512,
-        "the absorbed id answers for the survivor"
-    );
-    let (_, order) = app
-        .get(
-            &format!("/v1/orders/{}", o["id"].as_str().unwrap()),
-            &app.admin,
-        )
-        .await;
-    assert_eq!(
-        order["member_id"],
-        a.as_str(),
-        "orders belong to the survivor"
-    );
+    assert_eq!(balance(&app, &b).await, 512, "the absorbed id answers for the survivor");
+    let (_, order) = app.get(&format!("/v1/orders/{}", o["id"].as_str().unwrap()), &app.admin).await;
+    assert_eq!(order["member_id"], a.as_str(), "orders belong to the survivor");
 }
 
 impl TestApp {

@@ -58,38 +58,20 @@ impl TestApp {
     }
 
     pub async fn postgres(config: Option<Config>) -> Option<TestApp> {
-        let url = std::env::var("RONGHE_TEST_DATABASE_URL")
-            .ok()
-            .filter(|u| !u.is_empty())?;
-        let schema = format!(
-            "t_{}",
-            ronghe_store::members::new_member_id(0).trim_start_matches("m_")
-        );
+        let url = std::env::var("RONGHE_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
+        let schema = format!("t_{}", ronghe_store::members::new_member_id(0).trim_start_matches("m_"));
         let mut opts = StoreOptions::new(Location::Postgres(url));
         opts.pg_schema = Some(schema);
         opts.master_key = Some(PG_MASTER_KEY.into());
         Some(Self::spawn(opts, config.unwrap_or_else(test_config), None).await)
     }
 
-    pub async fn spawn(
-        opts: StoreOptions,
-        config: Config,
-        dir: Option<tempfile::TempDir>,
-    ) -> TestApp {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("warn")
-            .with_test_writer()
-            .try_init();
-        let store = tokio::task::spawn_blocking(move || Store::open(&opts))
-            .await
-            .unwrap()
-            .unwrap();
+    pub async fn spawn(opts: StoreOptions, config: Config, dir: Option<tempfile::TempDir>) -> TestApp {
+        let _ = tracing_subscriber::fmt().with_env_filter("warn").with_test_writer().try_init();
+        let store = tokio::task::spawn_blocking(move || Store::open(&opts)).await.unwrap().unwrap();
         let admin = "rh_test_admin_key_0123456789".to_string();
         let a = admin.clone();
-        store
-            .write(move |tx, _| ronghe_store::keys::ensure_admin(tx, &a, START_MS))
-            .await
-            .unwrap();
+        store.write(move |tx, _| ronghe_store::keys::ensure_admin(tx, &a, START_MS)).await.unwrap();
         let clock = Arc::new(ManualClock::new(START_MS));
         let state = AppState::new(store, clock.clone(), config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -103,14 +85,7 @@ impl TestApp {
             .await
             .unwrap()
         });
-        TestApp {
-            base,
-            client: reqwest::Client::new(),
-            admin,
-            clock,
-            dir,
-            _shutdown: tx,
-        }
+        TestApp { base, client: reqwest::Client::new(), admin, clock, dir, _shutdown: tx }
     }
 
     pub async fn call(
@@ -121,10 +96,7 @@ impl TestApp {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(key);
+        let mut req = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(key);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -133,53 +105,34 @@ impl TestApp {
         }
         let resp = req.send().await.unwrap();
         let status = resp.status();
-        let ctype = resp
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
+        let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
         let text = resp.text().await.unwrap();
         if status.is_client_error() || status.is_server_error() {
-            assert_eq!(
-                ctype, "application/problem+json",
-                "errors are problem+json: {status} {text}"
-            );
+            assert_eq!(ctype, "application/problem+json", "errors are problem+json: {status} {text}");
         }
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
         self.call(reqwest::Method::GET, path, key, None, &[]).await
     }
     pub async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::POST, path, key, Some(body), &[])
-            .await
+        self.call(reqwest::Method::POST, path, key, Some(body), &[]).await
     }
     pub async fn put(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::PUT, path, key, Some(body), &[])
-            .await
+        self.call(reqwest::Method::PUT, path, key, Some(body), &[]).await
     }
     pub async fn patch(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::PATCH, path, key, Some(body), &[])
-            .await
+        self.call(reqwest::Method::PATCH, path, key, Some(body), &[]).await
     }
     pub async fn delete(&self, path: &str, key: &str) -> (StatusCode, Value) {
-        self.call(reqwest::Method::DELETE, path, key, None, &[])
-            .await
+        self.call(reqwest::Method::DELETE, path, key, None, &[]).await
     }
 
     /// Create an API key through the API and return its secret.
     pub async fn key(&self, role: &str, store_id: Option<&str>, channel: Option<&str>) -> String {
-        let (s, b) = self
-            .post(
-                "/v1/keys",
-                &self.admin,
-                json!({"role": role, "store_id": store_id, "channel": channel}),
-            )
-            .await;
+        let (s, b) =
+            self.post("/v1/keys", &self.admin, json!({"role": role, "store_id": store_id, "channel": channel})).await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
         b["key"].as_str().unwrap().to_string()
     }
@@ -192,12 +145,7 @@ impl TestApp {
     }
 
     pub async fn lookup(&self, key: &str, kind: &str, value: &str) -> (StatusCode, Value) {
-        self.post(
-            "/v1/members/lookup",
-            key,
-            json!({"type": kind, "value": value}),
-        )
-        .await
+        self.post("/v1/members/lookup", key, json!({"type": kind, "value": value})).await
     }
 }
 

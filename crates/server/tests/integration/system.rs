@@ -4,53 +4,24 @@ use crate::common::TestApp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-on_both_backends!(
-    health_and_metrics_answer,
-    openapi_describes_every_route_with_gates
-);
+on_both_backends!(health_and_metrics_answer, openapi_describes_every_route_with_gates);
 
 async fn health_and_metrics_answer(app: TestApp) {
-    let r = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let r = app.client.get(format!("{}/healthz", app.base)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"status":"ok"}));
     app.get("/v1/members/m_missing", &app.admin).await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(
-        text.contains(
-            r#"ronghe_http_requests_total{method="GET",route="/v1/members/{id}",status="404"} 1"#
-        ),
+        text.contains(r#"ronghe_http_requests_total{method="GET",route="/v1/members/{id}",status="404"} 1"#),
         "{text}"
     );
-    assert!(
-        text.contains("ronghe_http_request_duration_seconds_bucket"),
-        "{text}"
-    );
+    assert!(text.contains("ronghe_http_request_duration_seconds_bucket"), "{text}");
     assert!(!text.contains("m_missing"), "route templates, not paths");
 }
 
 async fn openapi_describes_every_route_with_gates(app: TestApp) {
-    let doc: Value = app
-        .client
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.client.get(format!("{}/openapi.json", app.base)).send().await.unwrap().json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc["paths"].as_object().unwrap();
     for required in [
@@ -74,10 +45,7 @@ async fn openapi_describes_every_route_with_gates(app: TestApp) {
         for (method, op) in item.as_object().unwrap() {
             ops += 1;
             let at = format!("{method} {path}");
-            assert!(
-                op["summary"].as_str().is_some_and(|s| !s.is_empty()),
-                "{at} has a summary"
-            );
+            assert!(op["summary"].as_str().is_some_and(|s| !s.is_empty()), "{at} has a summary");
             assert!(op.get("security").is_some(), "{at} states its security");
             if !path.starts_with("/v1/") {
                 continue; // operational endpoints take no input and no key
@@ -86,9 +54,7 @@ async fn openapi_describes_every_route_with_gates(app: TestApp) {
                 .as_object()
                 .unwrap()
                 .iter()
-                .any(|(code, r)| {
-                    code.starts_with('4') && r["content"].get("application/problem+json").is_some()
-                });
+                .any(|(code, r)| code.starts_with('4') && r["content"].get("application/problem+json").is_some());
             assert!(has_problem, "{at} documents a problem+json 4xx");
         }
     }
