@@ -44,7 +44,9 @@ impl Role {
             }
             MergeMembers | ExportMember | IssueQr => matches!(self, Admin | Channel),
             EraseMember | ReadAudit | ManageKeys => self == Admin,
-            ManageAttributes | ManageProgram => matches!(self, Admin | Marketer),
+            ManageAttributes | ManageProgram | ManageCoupons => matches!(self, Admin | Marketer),
+            IssueCoupons => matches!(self, Admin | Marketer | Channel),
+            ReadCoupons => self != Tracker,
             ReadAttributes | ReadCatalogue => self != Tracker,
             ManageCatalogue | AdjustPoints => self == Admin,
             PlaceOrder | CancelOrder => matches!(self, Admin | Store | Channel),
@@ -80,6 +82,9 @@ pub enum Action {
     CancelOrder,
     ReadOrder,
     AdjustPoints,
+    ManageCoupons,
+    IssueCoupons,
+    ReadCoupons,
 }
 
 /// Who is calling: an API key's id, role and scope.

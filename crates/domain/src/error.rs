@@ -41,6 +41,8 @@ pub enum Code {
     PointsLimitExceeded,
     /// The order cannot be cancelled in its state.
     OrderNotCancellable,
+    /// A coupon does not apply to this order; `errors` names it and says why.
+    CouponNotApplicable,
     /// The route does not exist.
     RouteNotFound,
     /// The route exists but not for this HTTP method.
@@ -68,6 +70,7 @@ impl Code {
         Code::InsufficientPoints,
         Code::PointsLimitExceeded,
         Code::OrderNotCancellable,
+        Code::CouponNotApplicable,
         Code::RouteNotFound,
         Code::MethodNotAllowed,
         Code::Internal,
@@ -92,6 +95,7 @@ impl Code {
             Code::InsufficientPoints => "insufficient_points",
             Code::PointsLimitExceeded => "points_limit_exceeded",
             Code::OrderNotCancellable => "order_not_cancellable",
+            Code::CouponNotApplicable => "coupon_not_applicable",
             Code::RouteNotFound => "route_not_found",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::Internal => "internal",

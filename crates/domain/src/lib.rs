@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod catalogue;
 pub mod consent;
+pub mod coupon;
 pub mod error;
 pub mod identity;
 pub mod loyalty;

@@ -158,7 +158,7 @@ pub fn audit_admin(
 }
 
 pub fn router(state: AppState) -> Router {
-    use routes::{admin, commerce, members, system};
+    use routes::{admin, commerce, coupons, members, system};
     let v1 = Router::new()
         .route("/v1/members", post(members::register))
         .route("/v1/members/lookup", post(members::lookup).get(members::lookup_get))
@@ -178,6 +178,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/{id}/cancel", post(commerce::cancel))
         .route("/v1/members/{id}/points", get(commerce::get_points))
         .route("/v1/members/{id}/points/adjustments", post(commerce::adjust_points))
+        .route("/v1/coupon-templates", post(coupons::create_template))
+        .route("/v1/coupon-templates/{id}", get(coupons::get_template))
+        .route("/v1/coupons", post(coupons::issue))
+        .route("/v1/coupons/{code}", get(coupons::scan))
         .route("/v1/keys", post(admin::create_key))
         .route("/v1/audit", get(admin::list_audit))
         // Layers run bottom-up: authenticate first, then idempotency.

@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use crate::routes::{admin, commerce, members, system};
+use crate::routes::{admin, commerce, coupons, members, system};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -14,12 +14,14 @@ use utoipa::{Modify, OpenApi};
         admin::create_key, admin::list_audit, admin::define_attribute, admin::list_attributes,
         commerce::put_products, commerce::get_product, commerce::put_program, commerce::get_program,
         commerce::place, commerce::quote, commerce::get_order, commerce::cancel, commerce::get_points, commerce::adjust_points,
+        coupons::create_template, coupons::get_template, coupons::issue, coupons::scan,
     ),
     components(schemas(crate::problem::Problem)),
     modifiers(&ApiKey),
     tags((name = "members", description = "One ID: members and their identities"), (name = "consent", description = "Consent per purpose and channel"),
         (name = "catalogue", description = "Products and the price list"), (name = "orders", description = "Orders from every channel"),
         (name = "loyalty", description = "The loyalty programme and points"),
+        (name = "coupons", description = "Coupon templates, issuing and scanning"),
         (name = "admin", description = "Keys and audit"), (name = "system", description = "Operations")),
 )]
 struct ApiDoc;

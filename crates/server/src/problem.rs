@@ -17,7 +17,8 @@ pub fn status(code: Code) -> StatusCode {
         | Code::InvalidQrToken
         | Code::UnknownSku
         | Code::InsufficientPoints
-        | Code::PointsLimitExceeded => StatusCode::UNPROCESSABLE_ENTITY,
+        | Code::PointsLimitExceeded
+        | Code::CouponNotApplicable => StatusCode::UNPROCESSABLE_ENTITY,
         Code::MalformedBody => StatusCode::BAD_REQUEST,
         Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Code::Unauthorized => StatusCode::UNAUTHORIZED,

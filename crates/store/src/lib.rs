@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod catalogue;
+pub mod coupons;
 pub mod db;
 pub mod idempotency;
 pub mod keyring;

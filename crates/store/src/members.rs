@@ -109,8 +109,12 @@ pub struct Export {
 
 /// Tables whose rows belong to a member and move to the survivor in a merge's transaction.
 /// Later features (orders, points ledger, coupons, events) add their table here.
-const MEMBER_OWNED: &[(&str, &str)] =
-    &[("consent_history", "member_id"), ("orders", "member_id"), ("points_ledger", "member_id")];
+const MEMBER_OWNED: &[(&str, &str)] = &[
+    ("consent_history", "member_id"),
+    ("orders", "member_id"),
+    ("points_ledger", "member_id"),
+    ("coupons", "member_id"),
+];
 
 /// A new member id: `m_` + the creation time (48-bit milliseconds) + 40 random bits, in hex.
 /// Time first keeps the indexes keyed by member id appending instead of splitting random

@@ -6,10 +6,12 @@ use crate::db::DbError;
 const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_members.sql")),
     (2, include_str!("../migrations/sqlite/0002_orders.sql")),
+    (3, include_str!("../migrations/sqlite/0003_coupons.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_members.sql")),
     (2, include_str!("../migrations/postgres/0002_orders.sql")),
+    (3, include_str!("../migrations/postgres/0003_coupons.sql")),
 ];
 
 /// A short fingerprint of the schema, for caches of generated data (benchmarks).

@@ -3,10 +3,10 @@
 //! quoted without effects, and cancelled (reversing their effects) while not fulfilled.
 
 use crate::db::{DbError, Tx};
-use crate::{Result, catalogue, loyalty, members, outbox, points, vals};
+use crate::{Result, catalogue, coupons, loyalty, members, outbox, points, vals};
 use rand::RngCore;
 use ronghe_domain::catalogue::price_at;
-use ronghe_domain::pricing::{self, Line, Priced};
+use ronghe_domain::pricing::{self, Context, CouponDiscount, Line, Priced};
 use ronghe_domain::{Code, DomainError, Millis};
 
 /// Channels whose sales happen at a till: the goods leave with the shopper, so the order is
@@ -31,6 +31,7 @@ pub struct NewOrder {
     pub associate_id: Option<String>,
     pub lines: Vec<LineIn>,
     pub points_to_redeem: i64,
+    pub coupon_codes: Vec<String>,
     pub placed_at: Millis,
 }
 
@@ -69,6 +70,7 @@ pub struct Order {
     pub payable_fen: i64,
     pub points_earned: i64,
     pub lines: Vec<OrderLine>,
+    pub coupons: Vec<CouponDiscount>,
 }
 
 fn new_order_id(now: Millis) -> String {
@@ -152,7 +154,14 @@ pub fn prepare(tx: &mut dyn Tx, o: &NewOrder) -> Result<(Option<String>, i64, Ve
             unit_price_fen: l.unit_price_fen,
         })
         .collect();
-    let priced = pricing::price(&program, &o.channel, o.placed_at, &lines, o.points_to_redeem, member.is_some())?;
+    let held = coupons::for_order(tx, &o.coupon_codes)?;
+    let ctx = Context {
+        channel: &o.channel,
+        store_id: o.store_id.as_deref(),
+        member_id: member.as_deref(),
+        placed_at: o.placed_at,
+    };
+    let priced = pricing::price(&program, &ctx, &lines, &held, o.points_to_redeem, member.is_some())?;
     if let Some(m) = &member {
         if o.points_to_redeem > 0 {
             let b = points::balance(tx, m)?;
@@ -238,6 +247,7 @@ pub fn place(tx: &mut dyn Tx, o: &NewOrder, now: Millis) -> Result<(Order, bool)
             ],
         )?;
     }
+    coupons::redeem(tx, &id, member.as_deref(), &priced.coupons)?;
     if let Some(m) = &member {
         points::append(tx, m, -priced.points_redeemed, "redeem", "order", &id, None, now)?;
         points::append(tx, m, priced.points_earned, "earn", "order", &id, None, now)?;
@@ -306,11 +316,13 @@ pub fn get(tx: &mut dyn Tx, id: &str) -> Result<Option<Order>> {
         payable_fen: r.i64(13)?,
         points_earned: r.i64(14)?,
         lines,
+        coupons: coupons::of_order(tx, id)?,
     }))
 }
 
 /// Cancel an order that has not been fulfilled: redeemed points come back, earned points
-/// are taken back (refused with `insufficient_points` if the member already spent them).
+/// are taken back (refused with `insufficient_points` if the member already spent them), and
+/// coupons still valid are given back.
 pub fn cancel(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<Order> {
     let sql = format!(
         "SELECT status, member_id, points_redeemed, points_earned FROM orders WHERE id = $1{}",
@@ -332,6 +344,7 @@ pub fn cancel(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<Order> {
         points::append(tx, &m, r.i64(2)?, "cancel_redeem", "order", id, None, now)?;
         points::append(tx, &m, -r.i64(3)?, "cancel_earn", "order", id, None, now)?;
     }
+    coupons::restore(tx, id, now)?;
     tx.exec("UPDATE orders SET status = 'cancelled', updated_at = $2 WHERE id = $1", vals![id, now])?;
     outbox::append(tx, "order.cancelled", None, &serde_json::json!({"order_id": id}), now)?;
     get(tx, id)?.ok_or_else(|| DbError::Other("order vanished".into()).into())

@@ -288,6 +288,7 @@ mod ledger {
                             associate_id: None,
                             lines: vec![LineIn { sku: "A".into(), qty, unit_price_fen: None, override_reason: None }],
                             points_to_redeem: redeem,
+                            coupon_codes: Vec::new(),
                             placed_at: now,
                         };
                         let r = rt.block_on(store.write(move |tx, _| orders::place(tx, &o, now)));

@@ -248,6 +248,9 @@ pub struct OrderIn {
     pub lines: Vec<OrderLineIn>,
     #[serde(default)]
     pub points_to_redeem: i64,
+    /// Coupons to redeem in this order (several only when all are stackable).
+    #[serde(default)]
+    pub coupon_codes: Vec<String>,
     /// RFC 3339 (default now): a late upload is priced with the rules of this time.
     pub placed_at: Option<String>,
 }
@@ -289,6 +292,37 @@ pub struct OrderView {
     pub points_value_fen: i64,
     pub payable_fen: i64,
     pub points_earned: i64,
+    /// The discount of each coupon, and its share of each line.
+    pub coupons: Vec<CouponView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CouponLineView {
+    pub line_id: i64,
+    pub discount_fen: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CouponView {
+    pub code: String,
+    pub discount_fen: i64,
+    pub lines: Vec<CouponLineView>,
+}
+
+fn coupon_views(c: &[ronghe_domain::pricing::CouponDiscount]) -> Vec<CouponView> {
+    c.iter()
+        .map(|d| CouponView {
+            code: d.code.clone(),
+            discount_fen: d.discount_fen,
+            lines: d
+                .per_line_fen
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| **f > 0)
+                .map(|(i, f)| CouponLineView { line_id: i as i64 + 1, discount_fen: *f })
+                .collect(),
+        })
+        .collect()
 }
 
 fn line_views(lines: &[orders::OrderLine]) -> Vec<OrderLineView> {
@@ -330,6 +364,7 @@ fn order_view(o: &Order) -> OrderView {
         points_value_fen: o.points_value_fen,
         payable_fen: o.payable_fen,
         points_earned: o.points_earned,
+        coupons: coupon_views(&o.coupons),
     }
 }
 
@@ -390,6 +425,9 @@ fn parse_order(state: &AppState, caller: &Caller, body: OrderIn) -> Result<NewOr
             override_reason: l.price_override_reason,
         });
     }
+    if body.coupon_codes.len() > 10 {
+        v.push("coupon_codes", "at most 10 coupons");
+    }
     if body.points_to_redeem < 0 {
         v.push("points_to_redeem", "not negative");
     }
@@ -409,6 +447,7 @@ fn parse_order(state: &AppState, caller: &Caller, body: OrderIn) -> Result<NewOr
         associate_id: body.associate_id,
         lines,
         points_to_redeem: body.points_to_redeem,
+        coupon_codes: body.coupon_codes.iter().map(|c| c.trim().to_ascii_uppercase()).collect(),
         placed_at,
     })
 }
@@ -475,6 +514,7 @@ pub async fn quote(
         points_value_fen: priced.points_value_fen,
         payable_fen: priced.payable_fen,
         points_earned: priced.points_earned,
+        coupons: coupon_views(&priced.coupons),
     }))
 }
 

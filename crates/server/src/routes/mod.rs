@@ -2,5 +2,6 @@
 
 pub mod admin;
 pub mod commerce;
+pub mod coupons;
 pub mod members;
 pub mod system;

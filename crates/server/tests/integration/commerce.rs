@@ -321,3 +321,132 @@ impl TestApp {
         self.key("marketer", None, None).await
     }
 }
+
+on_both_backends!(coupons_are_issued_scanned_redeemed_once_and_restored, many_tills_racing_for_one_coupon_one_wins);
+
+async fn template(app: &TestApp, body: Value) -> String {
+    let (s, t) = app.post("/v1/coupon-templates", &app.marketer().await, body).await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    t["id"].as_str().unwrap().to_string()
+}
+
+async fn coupons_are_issued_scanned_redeemed_once_and_restored(app: TestApp) {
+    catalogue(&app).await;
+    let m1 = member_with_points(&app, 20, 0).await;
+    let m2 = member_with_points(&app, 21, 0).await;
+    let tid = template(
+        &app,
+        json!({"name":"满30减5 食品","benefit":{"type":"amount_off","threshold_fen":3000,"off_fen":500},
+               "restrictions":{"categories":["food"]},"validity":{"days_after_issue":30},"per_member_limit":1,"budget_fen":100000}),
+    )
+    .await;
+    let (s, p) = app.post("/v1/coupon-templates", &app.admin, json!({"name":"x","benefit":{"type":"amount_off","threshold_fen":0,"off_fen":0},"validity":{"days_after_issue":0}})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    let mini = app.key("channel", None, Some("mini_program")).await;
+    let (s, one) = app.post("/v1/coupons", &mini, json!({"template_id": tid, "member_id": m1})).await;
+    assert_eq!(s, StatusCode::CREATED, "{one}");
+    let code = one["issued"][0]["code"].as_str().unwrap().to_string();
+    assert_eq!(code.len(), 16);
+    let (_, bulk) =
+        app.post("/v1/coupons", &app.admin, json!({"template_id": tid, "member_ids": [m1, m2, "m_nobody"]})).await;
+    assert_eq!(bulk["issued"].as_array().unwrap().len(), 1, "{bulk}");
+    let refused: Vec<&str> = bulk["refused"].as_array().unwrap().iter().map(|r| r["code"].as_str().unwrap()).collect();
+    assert_eq!(refused, ["conflict", "not_found"], "per-member limit, unknown member");
+    let (_, claim) = app.post("/v1/coupons", &app.admin, json!({"template_id": tid, "count": 2})).await;
+    assert!(claim["issued"][0]["member_id"].is_null());
+
+    let till = app.key("store", Some("S001"), None).await;
+    let (s, scan) = app.get(&format!("/v1/coupons/{}", code.to_lowercase()), &till).await;
+    assert_eq!(s, StatusCode::OK, "{scan}");
+    assert_eq!((scan["applies"].as_bool(), scan["status"].as_str()), (Some(true), Some("issued")));
+    let (_, scan) = app.get(&format!("/v1/coupons/{code}?member_id={m2}"), &till).await;
+    assert_eq!(scan["reason"], "other_member");
+
+    let order = |r: &str| json!({"order_ref": r, "member_id": m1, "coupon_codes": [code.clone()], "lines":[{"sku":"A","qty":2},{"sku":"B","qty":1},{"sku":"C","qty":3}]});
+    let (s, o) = app.post("/v1/orders", &till, order("K-1")).await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    assert_eq!((o["discount_fen"].as_i64(), o["payable_fen"].as_i64()), (Some(500), Some(3597)));
+    assert_eq!(o["coupons"][0]["lines"], json!([{"line_id":1,"discount_fen":361},{"line_id":3,"discount_fen":139}]));
+    let (s, p) = app.post("/v1/orders", &till, order("K-2")).await;
+    assert_eq!(
+        (s, p["code"].as_str(), p["errors"][0]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("coupon_not_applicable"), Some("already_redeemed"))
+    );
+    let (_, scan) = app.get(&format!("/v1/coupons/{code}"), &till).await;
+    assert_eq!((scan["status"].as_str(), scan["reason"].as_str()), (Some("redeemed"), Some("already_redeemed")));
+    let (_, t) = app.get(&format!("/v1/coupon-templates/{tid}"), &till).await;
+    assert_eq!((t["issued"].as_i64(), t["spent_fen"].as_i64()), (Some(4), Some(500)));
+
+    // Online: a cancelled order gives its coupon back while it is still valid.
+    let code2 = bulk["issued"][0]["code"].as_str().unwrap().to_string();
+    assert_eq!(bulk["issued"][0]["member_id"], m2.as_str());
+    let (s, o) = app
+        .post(
+            "/v1/orders",
+            &mini,
+            json!({"order_ref":"W-9","member_id":m2,"coupon_codes":[code2],"lines":[{"sku":"A","qty":3}]}),
+        )
+        .await;
+    assert_eq!((s, o["discount_fen"].as_i64()), (StatusCode::CREATED, Some(500)), "{o}");
+    let (s, _) = app.post(&format!("/v1/orders/{}/cancel", o["id"].as_str().unwrap()), &mini, json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, scan) = app.get(&format!("/v1/coupons/{code2}?member_id={m2}"), &mini).await;
+    assert_eq!((scan["status"].as_str(), scan["applies"].as_bool()), (Some("issued"), Some(true)));
+    let (_, t) = app.get(&format!("/v1/coupon-templates/{tid}"), &till).await;
+    assert_eq!(t["spent_fen"].as_i64(), Some(500), "the budget got its 5.00 back");
+
+    // Below the threshold, unknown codes, and expiry.
+    let (s, p) = app
+        .post(
+            "/v1/orders",
+            &mini,
+            json!({"order_ref":"W-10","member_id":m2,"coupon_codes":[code2],"lines":[{"sku":"C","qty":1}]}),
+        )
+        .await;
+    assert_eq!((s, p["errors"][0]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("below_threshold")));
+    let (s, p) = app
+        .post("/v1/orders", &mini, json!({"order_ref":"W-11","coupon_codes":["NOPE"],"lines":[{"sku":"C","qty":1}]}))
+        .await;
+    assert_eq!((s, p["errors"][0]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_coupon")));
+    app.clock.advance(31 * 86_400_000);
+    let (_, scan) = app.get(&format!("/v1/coupons/{code2}?member_id={m2}"), &mini).await;
+    assert_eq!(scan["reason"], "expired");
+    let (s, _) = app.get("/v1/coupons/NOPE", &till).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app.post("/v1/coupons", &till, json!({"template_id": tid, "count": 1})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "tills redeem coupons, they do not issue them");
+}
+
+async fn many_tills_racing_for_one_coupon_one_wins(app: TestApp) {
+    catalogue(&app).await;
+    let tid = template(&app, json!({"name":"立减10元","benefit":{"type":"amount_off","threshold_fen":0,"off_fen":1000},"validity":{"days_after_issue":7}})).await;
+    let (_, claim) = app.post("/v1/coupons", &app.admin, json!({"template_id": tid, "count": 1})).await;
+    let code = claim["issued"][0]["code"].as_str().unwrap().to_string();
+    let app = std::sync::Arc::new(app);
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let app = app.clone();
+        let code = code.clone();
+        tasks.push(tokio::spawn(async move {
+            let till = app.key("store", Some(&format!("S{i:03}")), None).await;
+            app.post(
+                "/v1/orders",
+                &till,
+                json!({"order_ref":"RACE","coupon_codes":[code],"lines":[{"sku":"A","qty":1}]}),
+            )
+            .await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        let (s, b) = t.await.unwrap();
+        match s {
+            StatusCode::CREATED => won += 1,
+            StatusCode::UNPROCESSABLE_ENTITY => assert_eq!(b["errors"][0]["code"], "already_redeemed", "{b}"),
+            other => panic!("{other} {b}"),
+        }
+    }
+    assert_eq!(won, 1, "exactly one till redeems the coupon");
+    let (_, t) = app.get(&format!("/v1/coupon-templates/{tid}"), &app.admin).await;
+    assert_eq!(t["spent_fen"].as_i64(), Some(1000));
+}
