@@ -335,15 +335,34 @@ fn order_member(i: u64) -> String {
 }
 
 /// A store of [`ORDER_MEMBERS`] members with points and a three-product catalogue.
+/// With `RONGHE_BENCH_DATABASE_URL` set, the order benchmark runs on that PostgreSQL database.
+fn bench_pg_url() -> Option<String> {
+    std::env::var("RONGHE_BENCH_DATABASE_URL").ok().filter(|u| !u.is_empty())
+}
+
 async fn orders_store(dir: &Path) -> anyhow::Result<Store> {
-    let ready = dir.join("ready");
-    let mut opts = StoreOptions::new(Location::Sqlite(dir.to_path_buf()));
+    let ready_file = dir.join("ready");
+    let mut opts = match bench_pg_url() {
+        Some(url) => {
+            let mut o = StoreOptions::new(Location::Postgres(url));
+            o.pg_schema = Some(format!("bench_orders_{}", ronghe_store::schema_fingerprint()));
+            o.pool_size = 48;
+            o
+        }
+        None => {
+            if !ready_file.exists() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            StoreOptions::new(Location::Sqlite(dir.to_path_buf()))
+        }
+    };
     opts.master_key = Some(BENCH_KEY.into());
-    if !ready.exists() {
-        let _ = std::fs::remove_dir_all(dir);
-    }
     let store = tokio::task::spawn_blocking(move || Store::open(&opts)).await??;
-    if !ready.exists() {
+    let ready = match bench_pg_url() {
+        Some(_) => store.read(|tx, _| members::count_active(tx)).await? >= ORDER_MEMBERS as i64,
+        None => ready_file.exists(),
+    };
+    if !ready {
         let items: Vec<ronghe_store::catalogue::Item> = [("A", "food", 1299), ("B", "drink", 500), ("C", "food", 333)]
             .into_iter()
             .map(|(sku, cat, price)| ronghe_store::catalogue::Item {
@@ -380,7 +399,9 @@ async fn orders_store(dir: &Path) -> anyhow::Result<Store> {
                 })
                 .await?;
         }
-        std::fs::write(&ready, ORDER_MEMBERS.to_string())?;
+        if bench_pg_url().is_none() {
+            std::fs::write(&ready_file, ORDER_MEMBERS.to_string())?;
+        }
     }
     Ok(store)
 }
@@ -393,22 +414,50 @@ async fn orders(data_root: &Path, d: Duration, concurrency: usize) -> anyhow::Re
     let base = start_server(store.clone()).await?;
     let till = key(&store, ronghe_domain::auth::Role::Store, Some("S001")).await?;
     let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
+    // One fresh coupon per order (a code redeems once): issued up front through the store.
+    let per_second = if bench_pg_url().is_some() { 5_000.0 } else { 20_000.0 };
+    let wanted = (d.as_secs_f64() * per_second) as usize + 1_000;
+    let template: ronghe_domain::coupon::Template = serde_json::from_value(serde_json::json!({
+        "name": "满20减2", "benefit": {"type": "amount_off", "threshold_fen": 2000, "off_fen": 200},
+        "validity": {"days_after_issue": 3650}}))?;
+    let tid = store.write(move |tx, _| ronghe_store::coupons::create_template(tx, &template, 0)).await?;
+    let mut codes = Vec::with_capacity(wanted);
+    while codes.len() < wanted {
+        let (tid, n) = (tid.clone(), (wanted - codes.len()).min(20_000));
+        let batch = store
+            .write(move |tx, _| {
+                (0..n)
+                    .map(|_| ronghe_store::coupons::issue(tx, &tid, None, run as i64).map(|c| c.code))
+                    .collect::<ronghe_store::Result<Vec<_>>>()
+            })
+            .await?;
+        codes.extend(batch);
+    }
+    let codes = Arc::new(codes);
     let http = http_load(
-        "HTTP POST /v1/orders (member, 3 lines, points)",
+        if bench_pg_url().is_some() {
+            "HTTP POST /v1/orders (member, 3 lines, 1 coupon, points) on PostgreSQL"
+        } else {
+            "HTTP POST /v1/orders (member, 3 lines, 1 coupon, points)"
+        },
         &base,
         &till,
         "/v1/orders",
         concurrency,
         d,
         Arc::new(move |i| {
-            serde_json::json!({"order_ref": format!("{run}-{i}"), "member_id": order_member(i % ORDER_MEMBERS), "points_to_redeem": 100,
+serde_json::json!({"order_ref": format!("{run}-{i}"), "member_id": order_member(i % ORDER_MEMBERS), "points_to_redeem": 100,
+                "coupon_codes": codes.get(i as usize).into_iter().collect::<Vec<_>>(),
                 "lines": [{"sku": "A", "qty": 2}, {"sku": "B", "qty": 1}, {"sku": "C", "qty": 3}]})
         }),
     )
     .await?;
     let raw = {
         let dir = dir.clone();
-        tokio::task::spawn_blocking(move || raw_order_inserts(&dir, d)).await??
+        match bench_pg_url() {
+            Some(url) => tokio::task::spawn_blocking(move || raw_order_inserts_pg(&url, d)).await??,
+            None => tokio::task::spawn_blocking(move || raw_order_inserts(&dir, d)).await??,
+        }
     };
     Ok((http, raw))
 }
@@ -442,4 +491,41 @@ pub fn raw_order_inserts(dir: &Path, duration: Duration) -> anyhow::Result<Measu
         i += 1;
     }
     Ok(Measured::from("baseline: raw order + 3 lines, 1 order per commit", lat, 0, started.elapsed().as_secs_f64()))
+}
+
+/// Baseline on PostgreSQL: the order's rows alone, one transaction per order.
+pub fn raw_order_inserts_pg(url: &str, duration: Duration) -> anyhow::Result<Measured> {
+    let mut c = postgres::Client::connect(url, postgres::NoTls)?;
+    c.batch_execute(
+        "DROP TABLE IF EXISTS bench_raw_o, bench_raw_l;
+         CREATE TABLE bench_raw_o (id TEXT PRIMARY KEY, member_id TEXT, payable_fen BIGINT, created_at BIGINT);
+         CREATE TABLE bench_raw_l (order_id TEXT, line_no BIGINT, sku TEXT, qty BIGINT, paid_fen BIGINT, PRIMARY KEY (order_id, line_no));",
+    )?;
+    let mut lat = Vec::new();
+    let started = Instant::now();
+    let mut i = 0i64;
+    while started.elapsed() < duration {
+        let t = Instant::now();
+        let mut tx = c.transaction()?;
+        let id = format!("o_{i:012}");
+        tx.execute(
+            "INSERT INTO bench_raw_o VALUES ($1, $2, $3, $4)",
+            &[&id, &order_member(i as u64 % ORDER_MEMBERS), &3097i64, &i],
+        )?;
+        for (n, sku) in ["A", "B", "C"].iter().enumerate() {
+            tx.execute(
+                "INSERT INTO bench_raw_l VALUES ($1, $2, $3, $4, $5)",
+                &[&id, &(n as i64), sku, &1i64, &1000i64],
+            )?;
+        }
+        tx.commit()?;
+        lat.push(t.elapsed().as_micros() as u64);
+        i += 1;
+    }
+    Ok(Measured::from(
+        "baseline: raw order + 3 lines on PostgreSQL, 1 order per commit",
+        lat,
+        0,
+        started.elapsed().as_secs_f64(),
+    ))
 }
