@@ -50,8 +50,8 @@ pub fn create_template(tx: &mut dyn Tx, t: &Template, now: Millis) -> Result<Str
     let id = format!("ct_{}", hex::encode(b));
     let rules = serde_json::to_string(t).map_err(|e| DbError::Other(e.to_string()))?;
     tx.exec(
-        "INSERT INTO coupon_templates (id, rules, created_at) VALUES ($1, $2, $3)",
-        vals![id.as_str(), rules, now],
+        "INSERT INTO coupon_templates (id, rules, budget_fen, created_at) VALUES ($1, $2, $3, $4)",
+        vals![id.as_str(), rules, t.budget_fen, now],
     )?;
     Ok(id)
 }
@@ -110,10 +110,11 @@ pub fn issue(tx: &mut dyn Tx, template_id: &str, member_id: Option<&str>, now: M
 }
 
 pub fn get(tx: &mut dyn Tx, code: &str) -> Result<Option<CouponRecord>> {
+    // Lock the coupon only: locking its template too would serialize every order using it.
+    let lock = if tx.for_update().is_empty() { "" } else { " FOR UPDATE OF c" };
     let sql = format!(
         "SELECT c.code, c.template_id, c.member_id, c.status, c.valid_from, c.valid_to, c.issued_at, c.order_id, t.rules, t.spent_fen
-         FROM coupons c JOIN coupon_templates t ON t.id = c.template_id WHERE c.code = $1{}",
-        tx.for_update()
+         FROM coupons c JOIN coupon_templates t ON t.id = c.template_id WHERE c.code = $1{lock}"
     );
     let Some(r) = tx.query_one(&sql, vals![code.trim().to_ascii_uppercase()])? else { return Ok(None) };
     let template: Template = serde_json::from_str(&r.string(8)?).map_err(|e| DbError::Other(e.to_string()))?;
@@ -172,7 +173,9 @@ pub fn for_order(tx: &mut dyn Tx, codes: &[String]) -> Result<Vec<Held>> {
 
 /// Mark the order's coupons redeemed. The conditional update makes a coupon redeemable once
 /// even if two tills race for it.
-pub fn redeem(tx: &mut dyn Tx, order_id: &str, member_id: Option<&str>, discounts: &[CouponDiscount]) -> Result<()> {
+pub fn redeem(tx: &mut dyn Tx, order_id: &str, member_id: Option<&str>, held: &[Held], discounts: &[CouponDiscount]) -> Result<()> {
+    let budgeted: Vec<bool> =
+        discounts.iter().map(|d| held.iter().any(|h| h.code == d.code && h.template.budget_fen.is_some())).collect();
     for (i, d) in discounts.iter().enumerate() {
         let n = tx.exec(
             "UPDATE coupons SET status = 'redeemed', order_id = $2, member_id = COALESCE(member_id, $3), discount_fen = $4
@@ -191,10 +194,23 @@ pub fn redeem(tx: &mut dyn Tx, order_id: &str, member_id: Option<&str>, discount
             }
             .into());
         }
-        tx.exec(
-            "UPDATE coupon_templates SET spent_fen = spent_fen + $2 WHERE id = (SELECT template_id FROM coupons WHERE code = $1)",
-            vals![d.code.as_str(), d.discount_fen],
-        )?;
+        if budgeted[i] {
+            // Only a template with a budget keeps a running total: that row is a hot spot that
+            // serializes its redemptions, which a budget needs and an unbudgeted template does not.
+            let n = tx.exec(
+                "UPDATE coupon_templates SET spent_fen = spent_fen + $2
+                 WHERE id = (SELECT template_id FROM coupons WHERE code = $1) AND spent_fen + $2 <= budget_fen",
+                vals![d.code.as_str(), d.discount_fen],
+            )?;
+            if n != 1 {
+                return Err(DomainError {
+                    code: Code::CouponNotApplicable,
+                    message: format!("coupon {}: the template's budget is spent", d.code),
+                    errors: vec![FieldError { field: format!("coupon_codes[{i}]"), code: "budget_exhausted", message: "budget exhausted".into() }],
+                }
+                .into());
+            }
+        }
         let per_line = serde_json::to_string(&d.per_line_fen).map_err(|e| DbError::Other(e.to_string()))?;
         tx.exec(
             "INSERT INTO order_coupons (order_id, code, discount_fen, per_line) VALUES ($1, $2, $3, $4)",
@@ -232,8 +248,10 @@ pub fn restore(tx: &mut dyn Tx, order_id: &str, now: Millis) -> Result<Vec<Strin
             vals![d.code.as_str(), order_id, now],
         )?;
         if n == 1 {
+            // Only budgeted templates keep a running total (see `redeem`).
             tx.exec(
-                "UPDATE coupon_templates SET spent_fen = spent_fen - $2 WHERE id = (SELECT template_id FROM coupons WHERE code = $1)",
+                "UPDATE coupon_templates SET spent_fen = spent_fen - $2
+                 WHERE id = (SELECT template_id FROM coupons WHERE code = $1) AND budget_fen IS NOT NULL",
                 vals![d.code.as_str(), d.discount_fen],
             )?;
             restored.push(d.code);

@@ -83,6 +83,12 @@ fn new_order_id(now: Millis) -> String {
 /// without writing anything. Returns the member it resolves to, the programme version, the
 /// resolved lines and the pricing.
 pub fn prepare(tx: &mut dyn Tx, o: &NewOrder) -> Result<(Option<String>, i64, Vec<OrderLine>, Priced)> {
+    prepare_with_coupons(tx, o).map(|(m, v, l, p, _)| (m, v, l, p))
+}
+
+type Prepared = (Option<String>, i64, Vec<OrderLine>, Priced, Vec<ronghe_domain::coupon::Held>);
+
+fn prepare_with_coupons(tx: &mut dyn Tx, o: &NewOrder) -> Result<Prepared> {
     let member = match &o.member_id {
         Some(m) => Some(members::resolve(tx, m)?),
         None => None,
@@ -177,7 +183,7 @@ pub fn prepare(tx: &mut dyn Tx, o: &NewOrder) -> Result<(Option<String>, i64, Ve
         l.paid_fen = p.paid_fen;
         l.points_earned = p.points_earned;
     }
-    Ok((member, version, resolved, priced))
+    Ok((member, version, resolved, priced, held))
 }
 
 /// The order already recorded under (channel, store, order_ref), if any.
@@ -198,7 +204,7 @@ pub fn place(tx: &mut dyn Tx, o: &NewOrder, now: Millis) -> Result<(Order, bool)
     if let Some(existing) = find_by_ref(tx, &o.channel, o.store_id.as_deref(), &o.order_ref)? {
         return Ok((existing, false));
     }
-    let (member, version, lines, priced) = prepare(tx, o)?;
+    let (member, version, lines, priced, held) = prepare_with_coupons(tx, o)?;
     let id = new_order_id(now);
     let status = if TILL_CHANNELS.contains(&o.channel.as_str()) { "completed" } else { "placed" };
     tx.exec(
@@ -247,7 +253,7 @@ pub fn place(tx: &mut dyn Tx, o: &NewOrder, now: Millis) -> Result<(Order, bool)
             ],
         )?;
     }
-    coupons::redeem(tx, &id, member.as_deref(), &priced.coupons)?;
+    coupons::redeem(tx, &id, member.as_deref(), &held, &priced.coupons)?;
     if let Some(m) = &member {
         points::append(tx, m, -priced.points_redeemed, "redeem", "order", &id, None, now)?;
         points::append(tx, m, priced.points_earned, "earn", "order", &id, None, now)?;

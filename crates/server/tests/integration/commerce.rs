@@ -419,7 +419,7 @@ async fn coupons_are_issued_scanned_redeemed_once_and_restored(app: TestApp) {
 
 async fn many_tills_racing_for_one_coupon_one_wins(app: TestApp) {
     catalogue(&app).await;
-    let tid = template(&app, json!({"name":"立减10元","benefit":{"type":"amount_off","threshold_fen":0,"off_fen":1000},"validity":{"days_after_issue":7}})).await;
+    let tid = template(&app, json!({"name":"立减10元","benefit":{"type":"amount_off","threshold_fen":0,"off_fen":1000},"validity":{"days_after_issue":7},"budget_fen":1000000})).await;
     let (_, claim) = app.post("/v1/coupons", &app.admin, json!({"template_id": tid, "count": 1})).await;
     let code = claim["issued"][0]["code"].as_str().unwrap().to_string();
     let app = std::sync::Arc::new(app);

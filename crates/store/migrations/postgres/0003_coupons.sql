@@ -4,6 +4,7 @@ CREATE TABLE coupon_templates (
     rules TEXT NOT NULL,                -- JSON, see domain::coupon::Template
     issued BIGINT NOT NULL DEFAULT 0,
     spent_fen BIGINT NOT NULL DEFAULT 0,
+    budget_fen BIGINT,                  -- NULL: no budget, and then no running total either
     created_at BIGINT NOT NULL
 );
 

@@ -4,6 +4,7 @@ CREATE TABLE coupon_templates (
     rules TEXT NOT NULL,                -- JSON, see domain::coupon::Template
     issued INTEGER NOT NULL DEFAULT 0,
     spent_fen INTEGER NOT NULL DEFAULT 0,
+    budget_fen INTEGER,                  -- NULL: no budget, and then no running total either
     created_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 
