@@ -173,7 +173,13 @@ pub fn for_order(tx: &mut dyn Tx, codes: &[String]) -> Result<Vec<Held>> {
 
 /// Mark the order's coupons redeemed. The conditional update makes a coupon redeemable once
 /// even if two tills race for it.
-pub fn redeem(tx: &mut dyn Tx, order_id: &str, member_id: Option<&str>, held: &[Held], discounts: &[CouponDiscount]) -> Result<()> {
+pub fn redeem(
+    tx: &mut dyn Tx,
+    order_id: &str,
+    member_id: Option<&str>,
+    held: &[Held],
+    discounts: &[CouponDiscount],
+) -> Result<()> {
     let budgeted: Vec<bool> =
         discounts.iter().map(|d| held.iter().any(|h| h.code == d.code && h.template.budget_fen.is_some())).collect();
     for (i, d) in discounts.iter().enumerate() {
@@ -206,7 +212,11 @@ pub fn redeem(tx: &mut dyn Tx, order_id: &str, member_id: Option<&str>, held: &[
                 return Err(DomainError {
                     code: Code::CouponNotApplicable,
                     message: format!("coupon {}: the template's budget is spent", d.code),
-                    errors: vec![FieldError { field: format!("coupon_codes[{i}]"), code: "budget_exhausted", message: "budget exhausted".into() }],
+                    errors: vec![FieldError {
+                        field: format!("coupon_codes[{i}]"),
+                        code: "budget_exhausted",
+                        message: "budget exhausted".into(),
+                    }],
                 }
                 .into());
             }

@@ -240,10 +240,29 @@ impl Tx for SqliteTx<'_> {
 
 // ---------- PostgreSQL ----------
 
+/// A pooled PostgreSQL connection with its prepared statements: each SQL text is prepared
+/// once per connection, which saves a round trip and a plan per statement.
+pub(crate) struct PgConn {
+    pub client: postgres::Client,
+    pub statements: std::collections::HashMap<String, postgres::Statement>,
+}
+
 /// A PostgreSQL transaction; `writable` is false for read-only ones, which take no row locks.
 pub(crate) struct PgTx<'a, 'b> {
     pub tx: &'a mut postgres::Transaction<'b>,
+    pub statements: &'a mut std::collections::HashMap<String, postgres::Statement>,
     pub writable: bool,
+}
+
+impl PgTx<'_, '_> {
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, DbError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.tx.prepare(sql)?;
+        self.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
 }
 
 impl ToSql for Value {
@@ -305,11 +324,13 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        Ok(self.tx.execute(sql, &pg_params(params))?)
+        let st = self.statement(sql)?;
+        Ok(self.tx.execute(&st, &pg_params(params))?)
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
-        self.tx.query(sql, &pg_params(params))?.iter().map(pg_row).collect()
+        let st = self.statement(sql)?;
+        self.tx.query(&st, &pg_params(params))?.iter().map(pg_row).collect()
     }
 
     fn for_update(&self) -> &'static str {

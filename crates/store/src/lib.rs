@@ -78,7 +78,7 @@ enum Backend {
         _checkpointer: mpsc::Sender<()>,
     },
     Postgres {
-        pool: Pool<postgres::Client>,
+        pool: Pool<db::PgConn>,
     },
 }
 
@@ -185,14 +185,18 @@ impl Store {
         let connect_cfg = config.clone();
         let pool = Pool::new(
             opts.pool_size.max(2),
-            Box::new(move || connect_cfg.connect(postgres::NoTls).map_err(DbError::from)),
-            |c: &postgres::Client| !c.is_closed(),
+            Box::new(move || {
+                let client = connect_cfg.connect(postgres::NoTls).map_err(DbError::from)?;
+                Ok(db::PgConn { client, statements: Default::default() })
+            }),
+            |c: &db::PgConn| !c.client.is_closed(),
         );
         {
             let mut c = pool.get()?;
-            migrate::postgres(&mut c)?;
-            let mut t = c.transaction().map_err(DbError::from)?;
-            check_fingerprint(&mut db::PgTx { tx: &mut t, writable: true }, &keyring)?;
+            let db::PgConn { client, statements } = &mut *c;
+            migrate::postgres(client)?;
+            let mut t = client.transaction().map_err(DbError::from)?;
+            check_fingerprint(&mut db::PgTx { tx: &mut t, statements, writable: true }, &keyring)?;
             t.commit().map_err(DbError::from)?;
         }
         Ok(Store { inner: Arc::new(Inner { backend: Backend::Postgres { pool }, keyring }) })
@@ -251,12 +255,13 @@ impl Store {
 
     fn write_blocking_pg<R>(&self, f: &dyn Fn(&mut dyn Tx, &Keyring) -> Result<R>) -> Result<R> {
         let Backend::Postgres { pool } = &self.inner.backend else { unreachable!("postgres only") };
-        let mut client = pool.get()?;
+        let mut conn = pool.get()?;
+        let db::PgConn { client, statements } = &mut *conn;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut t = client.transaction().map_err(DbError::from)?;
-            let result = f(&mut db::PgTx { tx: &mut t, writable: true }, &self.inner.keyring);
+            let result = f(&mut db::PgTx { tx: &mut t, statements, writable: true }, &self.inner.keyring);
             match result {
                 Ok(r) => match t.commit() {
                     Ok(()) => return Ok(r),
@@ -312,8 +317,9 @@ impl Store {
             }
             Backend::Postgres { pool } => {
                 let mut c = pool.get()?;
-                let mut t = c.build_transaction().read_only(true).start().map_err(DbError::from)?;
-                let r = f(&mut db::PgTx { tx: &mut t, writable: false }, &self.inner.keyring);
+                let db::PgConn { client, statements } = &mut *c;
+                let mut t = client.build_transaction().read_only(true).start().map_err(DbError::from)?;
+                let r = f(&mut db::PgTx { tx: &mut t, statements, writable: false }, &self.inner.keyring);
                 t.commit().map_err(DbError::from)?;
                 r
             }
