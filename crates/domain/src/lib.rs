@@ -16,6 +16,7 @@ pub mod money;
 pub mod pricing;
 pub mod profile;
 pub mod qr;
+pub mod returns;
 
 pub use error::{Code, DomainError, FieldError};
 

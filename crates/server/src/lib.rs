@@ -176,6 +176,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/quote", post(commerce::quote))
         .route("/v1/orders/{id}", get(commerce::get_order))
         .route("/v1/orders/{id}/cancel", post(commerce::cancel))
+        .route("/v1/orders/{id}/returns", post(commerce::create_return))
         .route("/v1/members/{id}/points", get(commerce::get_points))
         .route("/v1/members/{id}/points/adjustments", post(commerce::adjust_points))
         .route("/v1/coupon-templates", post(coupons::create_template))

@@ -20,6 +20,7 @@ pub use migrate::schema_fingerprint;
 pub mod orders;
 pub mod outbox;
 pub mod points;
+pub mod returns;
 
 use db::{DbError, Dialect, Pool, Tx};
 pub use keyring::Keyring;

@@ -344,6 +344,19 @@ pub fn cancel(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<Order> {
         };
         return Err(DomainError::new(Code::OrderNotCancellable, why).into());
     }
+    let returned = tx
+        .query_one(
+            "SELECT CAST(COALESCE(SUM(returned_qty), 0) AS BIGINT) FROM order_lines WHERE order_id = $1",
+            vals![id],
+        )?
+        .map(|r| r.i64(0))
+        .transpose()?
+        .unwrap_or(0);
+    if returned > 0 {
+        return Err(
+            DomainError::new(Code::OrderNotCancellable, "part of the order was returned: return the rest").into()
+        );
+    }
     if let Some(m) = r.opt_string(1)? {
         // The member may have been merged since: the points live with the survivor.
         let m = members::resolve(tx, &m)?;

@@ -240,6 +240,7 @@ mod ledger {
         Cancel { order: usize },
         Adjust { member: usize, points: i64 },
         Merge { into: usize, from: usize },
+        Return { order: usize, qty: i64 },
     }
 
     pub fn cmd() -> impl Strategy<Value = Cmd> {
@@ -248,6 +249,7 @@ mod ledger {
             2 => (0usize..8).prop_map(|order| Cmd::Cancel { order }),
             2 => (0usize..3, -2000i64..3000).prop_map(|(member, points)| Cmd::Adjust { member, points }),
             1 => (0usize..3, 0usize..3).prop_map(|(into, from)| Cmd::Merge { into, from }),
+            2 => (0usize..8, 1i64..4).prop_map(|(order, qty)| Cmd::Return { order, qty }),
         ]
     }
 
@@ -328,6 +330,21 @@ mod ledger {
                         } else {
                             r.unwrap();
                             balance[g] += points;
+                        }
+                    }
+                    Cmd::Return { order, qty } => {
+                        let Some((id, member, ..)) = placed.get(order).cloned() else { continue };
+                        let g = group[member];
+                        let lines = vec![ronghe_store::returns::ReturnLineIn { line_no: Some(1), sku: None, qty }];
+                        let r = rt.block_on(
+                            store.write(move |tx, _| ronghe_store::returns::create(tx, &id, &lines, None, None, now)),
+                        );
+                        if let Ok(r) = r {
+                            prop_assert!(r.refund_fen >= 0 && r.deduction_fen >= 0);
+                            prop_assert_eq!(r.points_taken + r.shortfall_points, r.lines[0].points_taken);
+                            balance[g] += r.points_given - r.points_taken;
+                            // A returned order is no longer cancellable.
+                            placed[order].4 = false;
                         }
                     }
                     Cmd::Merge { into, from } => {

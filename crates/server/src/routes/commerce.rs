@@ -698,3 +698,124 @@ pub async fn adjust_points(
         .await?;
     points_view(&state, id, LedgerQuery { before: None, limit: None }).await
 }
+
+// ---------- returns ----------
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReturnLineBody {
+    /// The order line's `line_id`…
+    pub line_id: Option<i64>,
+    /// …or its SKU, when that names exactly one line.
+    pub sku: Option<String>,
+    pub qty: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReturnIn {
+    pub lines: Vec<ReturnLineBody>,
+    /// Where the goods are received (stock returns there, with the shared stock pool).
+    pub location_id: Option<String>,
+    /// The store taking the return (a store key's own); absent for returns by post.
+    pub store_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReturnLineView {
+    pub line_id: i64,
+    pub qty: i64,
+    pub refund_fen: i64,
+    pub points_taken: i64,
+    pub points_given: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReturnView {
+    pub id: String,
+    pub order_id: String,
+    /// The order's status after the return: `returned` once every unit came back.
+    pub order_status: String,
+    pub store_id: Option<String>,
+    pub location_id: Option<String>,
+    /// Cash to give back: what the returned lines paid, less `deduction_fen`.
+    pub refund_fen: i64,
+    /// Earned points the member had already spent, charged at the redemption value.
+    pub deduction_fen: i64,
+    pub points_taken: i64,
+    pub points_given: i64,
+    pub shortfall_points: i64,
+    /// Coupons given back (whole order returned, coupon still valid).
+    pub coupons_restored: Vec<String>,
+    pub lines: Vec<ReturnLineView>,
+}
+
+/// Return an order, fully or in part, at any store
+///
+/// Refunds what the returned lines paid (after their coupon and points shares), takes back the
+/// points they earned and gives back the points they redeemed; if the member already spent the
+/// points to take back, the shortfall is deducted from the refund. Returning more than was
+/// bought is refused. A whole return gives back coupons still valid.
+#[utoipa::path(post, path = "/v1/orders/{id}/returns", tag = "orders", params(("id" = String, Path)), request_body = ReturnIn,
+    responses((status = 201, body = ReturnView), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn create_return(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<ReturnIn>,
+) -> ApiResult<(StatusCode, axum::Json<ReturnView>)> {
+    caller.require(Action::PlaceOrder)?;
+    let store_id = match (&caller.0.store_id, body.store_id) {
+        (Some(own), Some(asked)) if *own != asked => {
+            return Err(ApiError::forbidden(format!("this key takes returns only for store {own}")));
+        }
+        (Some(own), _) => Some(own.clone()),
+        (None, s) => s,
+    };
+    if body.lines.is_empty() || body.lines.len() > 200 {
+        return Err(DomainError::field("lines", "1 to 200 lines").into());
+    }
+    let lines: Vec<ronghe_store::returns::ReturnLineIn> = body
+        .lines
+        .into_iter()
+        .map(|l| ronghe_store::returns::ReturnLineIn { line_no: l.line_id, sku: l.sku, qty: l.qty })
+        .collect();
+    let now = state.now();
+    let p = caller.0.clone();
+    let location = body.location_id;
+    let r = state
+        .store
+        .write(move |tx, _| {
+            let r = ronghe_store::returns::create(tx, &id, &lines, store_id.as_deref(), location.as_deref(), now)?;
+            audit_admin(tx, &p, now, "order.return", Some(&id))?;
+            Ok(r)
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(ReturnView {
+            lines: r
+                .lines
+                .iter()
+                .map(|l| ReturnLineView {
+                    line_id: l.line_no,
+                    qty: l.qty,
+                    refund_fen: l.refund_fen,
+                    points_taken: l.points_taken,
+                    points_given: l.points_given,
+                })
+                .collect(),
+            id: r.id,
+            order_id: r.order_id,
+            order_status: r.order_status,
+            store_id: r.store_id,
+            location_id: r.location_id,
+            refund_fen: r.refund_fen,
+            deduction_fen: r.deduction_fen,
+            points_taken: r.points_taken,
+            points_given: r.points_given,
+            shortfall_points: r.shortfall_points,
+            coupons_restored: r.coupons_restored,
+        }),
+    ))
+}

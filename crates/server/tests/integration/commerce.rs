@@ -450,3 +450,101 @@ async fn many_tills_racing_for_one_coupon_one_wins(app: TestApp) {
     let (_, t) = app.get(&format!("/v1/coupon-templates/{tid}"), &app.admin).await;
     assert_eq!(t["spent_fen"].as_i64(), Some(1000));
 }
+
+on_both_backends!(returns_anywhere_refund_what_lines_paid_and_settle_points);
+
+async fn returns_anywhere_refund_what_lines_paid_and_settle_points(app: TestApp) {
+    catalogue(&app).await;
+    let m = member_with_points(&app, 30, 2000).await;
+    let till = app.key("store", Some("S001"), None).await;
+    let other_store = app.key("store", Some("S002"), None).await;
+    let (_, o) = app.post("/v1/orders", &till, basket(&m, "RT-1", 1000)).await;
+    let oid = o["id"].as_str().unwrap().to_string();
+    assert_eq!(balance(&app, &m).await, 1030);
+
+    // One biscuit pack back at another store: a third of what the line paid, earned and redeemed.
+    let (s, r) =
+        app.post(&format!("/v1/orders/{oid}/returns"), &other_store, json!({"lines":[{"line_id":3,"qty":1}]})).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(
+        (r["refund_fen"].as_i64(), r["points_taken"].as_i64(), r["points_given"].as_i64()),
+        (Some(251), Some(2), Some(81))
+    );
+    assert_eq!(r["store_id"], "S002");
+    assert_eq!(balance(&app, &m).await, 1030 + 81 - 2);
+    let (s, p) = app.post(&format!("/v1/orders/{oid}/returns"), &till, json!({"lines":[{"line_id":3,"qty":3}]})).await;
+    assert_eq!(
+        (s, p["errors"][0]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("lines[0].qty")),
+        "more than is left"
+    );
+    // The rest of the line by SKU: the remainders, so the line gives back exactly what it paid.
+    let (s, r) = app.post(&format!("/v1/orders/{oid}/returns"), &till, json!({"lines":[{"sku":"C","qty":2}]})).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(
+        (r["refund_fen"].as_i64(), r["points_taken"].as_i64(), r["points_given"].as_i64()),
+        (Some(504), Some(5), Some(163))
+    );
+    assert_eq!(r["order_status"], "completed");
+    let (s, _) = app.post(&format!("/v1/orders/{oid}/returns"), &till, json!({"lines":[{"line_id":3,"qty":1}]})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "returning twice is refused");
+    let (s, _) = app.post(&format!("/v1/orders/{oid}/returns"), &till, json!({"lines":[{"line_id":9,"qty":1}]})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, r) = app
+        .post(
+            &format!("/v1/orders/{oid}/returns"),
+            &till,
+            json!({"lines":[{"line_id":1,"qty":2},{"line_id":2,"qty":1}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(r["order_status"], "returned");
+    assert_eq!(balance(&app, &m).await, 2000, "a whole return puts the balance back where it was");
+
+    // Earned points already spent: the shortfall comes off the cash refund, the balance stays at zero.
+    let spender = member_with_points(&app, 31, 0).await;
+    let (_, o2) = app.post("/v1/orders", &till, basket(&spender, "RT-2", 0)).await;
+    assert_eq!(o2["points_earned"], 40);
+    app.post(
+        &format!("/v1/members/{spender}/points/adjustments"),
+        &app.admin,
+        json!({"points": -30, "reason": "spent in the app"}),
+    )
+    .await;
+    let (s, r) = app
+        .post(
+            &format!("/v1/orders/{}/returns", o2["id"].as_str().unwrap()),
+            &till,
+            json!({"lines":[{"line_id":1,"qty":2},{"line_id":2,"qty":1},{"line_id":3,"qty":3}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(
+        (r["points_taken"].as_i64(), r["shortfall_points"].as_i64(), r["deduction_fen"].as_i64()),
+        (Some(10), Some(30), Some(30))
+    );
+    assert_eq!(r["refund_fen"], 4097 - 30);
+    assert_eq!(balance(&app, &spender).await, 0, "never negative");
+
+    // A whole return gives back a coupon still valid; a partly returned online order cannot be cancelled.
+    let tid = template(&app, json!({"name":"立减3元","benefit":{"type":"amount_off","threshold_fen":0,"off_fen":300},"validity":{"days_after_issue":30}})).await;
+    let (_, c) = app.post("/v1/coupons", &app.admin, json!({"template_id": tid, "member_id": m})).await;
+    let code = c["issued"][0]["code"].as_str().unwrap().to_string();
+    let mini = app.key("channel", None, Some("mini_program")).await;
+    let (_, o3) = app
+        .post(
+            "/v1/orders",
+            &mini,
+            json!({"order_ref":"RT-3","member_id":m,"coupon_codes":[code],"lines":[{"sku":"A","qty":2}]}),
+        )
+        .await;
+    let o3 = o3["id"].as_str().unwrap().to_string();
+    let (s, _) = app.post(&format!("/v1/orders/{o3}/returns"), &till, json!({"lines":[{"line_id":1,"qty":1}]})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, p) = app.post(&format!("/v1/orders/{o3}/cancel"), &mini, json!({})).await;
+    assert_eq!((s, p["code"].as_str()), (StatusCode::CONFLICT, Some("order_not_cancellable")));
+    let (_, r) = app.post(&format!("/v1/orders/{o3}/returns"), &till, json!({"lines":[{"line_id":1,"qty":1}]})).await;
+    assert_eq!(r["coupons_restored"], json!([code]));
+    let (_, scan) = app.get(&format!("/v1/coupons/{code}"), &mini).await;
+    assert_eq!(scan["status"], "issued");
+}
