@@ -76,6 +76,7 @@ async fn serve(o: ServeOpt) -> anyhow::Result<()> {
         rate_limit: Limit { per_second: o.rate_limit, burst: o.rate_burst },
         lookup_rate_limit: Limit { per_second: o.lookup_rate_limit, burst: o.lookup_burst },
         unmasked_roles: unmasked,
+        offline_points_limit: o.offline_points_limit,
         ..Default::default()
     };
     let listener =

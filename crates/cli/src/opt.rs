@@ -89,6 +89,9 @@ pub struct ServeOpt {
     /// Burst of lookups per non-admin key.
     #[arg(long, env = "RONGHE_LOOKUP_BURST", default_value_t = 100.0)]
     pub lookup_burst: f64,
+    /// Points a till may redeem per order while offline (checked when it syncs its batch).
+    #[arg(long, env = "RONGHE_OFFLINE_POINTS_LIMIT", default_value_t = 5_000)]
+    pub offline_points_limit: i64,
     /// Roles that see personal data unmasked (comma-separated).
     #[arg(long, env = "RONGHE_UNMASKED_ROLES", value_delimiter = ',', default_value = "admin,marketer")]
     pub unmasked_roles: Vec<String>,
@@ -145,6 +148,7 @@ impl ServeOpt {
             lookup_rate_limit: 0.0,
             lookup_burst: 0.0,
             unmasked_roles: vec!["admin".into(), "marketer".into()],
+            offline_points_limit: 5_000,
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct Config {
     /// Roles that see personal data unmasked.
     pub unmasked_roles: Vec<Role>,
     pub idempotency_retention_days: i64,
+    /// Points a till may redeem per order while offline (synced with `POST /v1/orders/batch`).
+    pub offline_points_limit: i64,
 }
 
 impl Default for Config {
@@ -46,6 +48,7 @@ impl Default for Config {
             lookup_rate_limit: Limit { per_second: 10.0, burst: 100.0 },
             unmasked_roles: Role::ALL.iter().copied().filter(|r| r.unmasked_by_default()).collect(),
             idempotency_retention_days: 35,
+            offline_points_limit: 5_000,
         }
     }
 }
@@ -174,6 +177,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/loyalty/program", put(commerce::put_program).get(commerce::get_program))
         .route("/v1/orders", post(commerce::place))
         .route("/v1/orders/quote", post(commerce::quote))
+        .route("/v1/orders/batch", post(commerce::batch))
         .route("/v1/orders/{id}", get(commerce::get_order))
         .route("/v1/orders/{id}/cancel", post(commerce::cancel))
         .route("/v1/orders/{id}/returns", post(commerce::create_return))

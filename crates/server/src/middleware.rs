@@ -184,7 +184,7 @@ fn replay(status: u16, body: Vec<u8>) -> Response {
     resp
 }
 
-fn scope(key_id: &str, method: &str, path: &str, key: &str) -> Vec<u8> {
+pub(crate) fn scope(key_id: &str, method: &str, path: &str, key: &str) -> Vec<u8> {
     let mut h = Sha256::new();
     for part in [key_id, method, path, key] {
         h.update(part.as_bytes());
@@ -195,7 +195,7 @@ fn scope(key_id: &str, method: &str, path: &str, key: &str) -> Vec<u8> {
 
 /// Bodies are compared as canonical JSON (object keys sorted, no whitespace), so that a
 /// resend that only reorders keys is the same request; other bodies are compared as bytes.
-fn body_hash(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn body_hash(bytes: &[u8]) -> Vec<u8> {
     match serde_json::from_slice::<serde_json::Value>(bytes) {
         Ok(v) => Sha256::digest(serde_json::to_vec(&v).unwrap_or_default()).to_vec(),
         Err(_) => Sha256::digest(bytes).to_vec(),

@@ -269,6 +269,60 @@ pub fn place(tx: &mut dyn Tx, o: &NewOrder, now: Millis) -> Result<(Order, bool)
     Ok((order, true))
 }
 
+/// What an offline sync changed in an order, for review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineFlag {
+    pub code: &'static str,
+    pub points_asked: i64,
+    pub points_redeemed: i64,
+}
+
+/// Record an order a till took while offline. The redemption is capped by the offline limit
+/// and by what the member's balance still covers; an order is never refused or left
+/// overdrawn for it, but a cut redemption is flagged for review.
+pub fn place_offline(
+    tx: &mut dyn Tx,
+    o: &NewOrder,
+    offline_limit: i64,
+    now: Millis,
+) -> Result<(Order, bool, Option<OfflineFlag>)> {
+    if let Some(existing) = find_by_ref(tx, &o.channel, o.store_id.as_deref(), &o.order_ref)? {
+        return Ok((existing, false, None));
+    }
+    let mut o = o.clone();
+    let mut flag = None;
+    if o.points_to_redeem > 0 {
+        let covered = match &o.member_id {
+            Some(m) => {
+                let m = members::resolve(tx, m)?;
+                points::balance(tx, &m)?
+            }
+            None => 0,
+        };
+        let allowed = o.points_to_redeem.min(offline_limit).min(covered);
+        if allowed < o.points_to_redeem {
+            let code = if covered < o.points_to_redeem.min(offline_limit) {
+                "redemption_not_covered"
+            } else {
+                "offline_limit_exceeded"
+            };
+            flag = Some(OfflineFlag { code, points_asked: o.points_to_redeem, points_redeemed: allowed });
+            o.points_to_redeem = allowed;
+        }
+    }
+    let (order, created) = place(tx, &o, now)?;
+    if let Some(f) = &flag {
+        outbox::append(
+            tx,
+            "order.review",
+            order.member_id.as_deref(),
+            &serde_json::json!({"order_id": order.id, "flag": f.code}),
+            now,
+        )?;
+    }
+    Ok((order, created, flag))
+}
+
 pub fn get(tx: &mut dyn Tx, id: &str) -> Result<Option<Order>> {
     let Some(r) = tx.query_one(
         "SELECT id, order_ref, channel, store_id, member_id, associate_id, status, placed_at, program_version, subtotal_fen,

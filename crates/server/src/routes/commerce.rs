@@ -225,7 +225,7 @@ pub async fn get_program(State(state): State<AppState>, caller: Caller) -> ApiRe
 
 // ---------- orders ----------
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct OrderLineIn {
     pub sku: String,
     pub qty: i64,
@@ -235,7 +235,7 @@ pub struct OrderLineIn {
     pub price_override_reason: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct OrderIn {
     /// The till's or shop's own reference: an order is unique on (channel, store_id, order_ref).
     pub order_ref: String,
@@ -818,4 +818,135 @@ pub async fn create_return(
             coupons_restored: r.coupons_restored,
         }),
     ))
+}
+
+// ---------- offline batches ----------
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BatchItemIn {
+    /// The order's own idempotency key: a resent batch, or a batch resent after half of it was
+    /// applied, changes nothing twice.
+    pub idempotency_key: String,
+    /// The order, as `POST /v1/orders` takes it.
+    #[schema(value_type = OrderIn)]
+    pub order: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BatchIn {
+    pub orders: Vec<BatchItemIn>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchFlag {
+    /// `offline_limit_exceeded` or `redemption_not_covered`: the redemption was cut; review it.
+    pub code: String,
+    pub points_asked: i64,
+    pub points_redeemed: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResult {
+    pub idempotency_key: String,
+    /// The HTTP status this order would have had on its own (201, 200 for a replay, 4xx).
+    pub status: u16,
+    /// The order as `GET /v1/orders/{id}` shows it.
+    #[schema(value_type = Option<Object>)]
+    pub order: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    pub problem: Option<serde_json::Value>,
+    pub flag: Option<BatchFlag>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchOut {
+    /// One result per order, in input order.
+    pub results: Vec<BatchResult>,
+}
+
+/// Upload the orders a till took while offline
+///
+/// One outcome per order, in input order; each order keeps its own idempotency key and
+/// `placed_at`. Redemption taken offline is capped by the offline limit and by the member's
+/// balance: an order is recorded without the uncovered part and flagged for review, never
+/// overdrawn.
+#[utoipa::path(post, path = "/v1/orders/batch", tag = "orders", request_body = BatchIn,
+    responses((status = 200, body = BatchOut), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<BatchIn>,
+) -> ApiResult<axum::Json<BatchOut>> {
+    caller.require(Action::PlaceOrder)?;
+    if body.orders.is_empty() || body.orders.len() > 1000 {
+        return Err(DomainError::field("orders", "1 to 1,000 orders").into());
+    }
+    let mut results = Vec::with_capacity(body.orders.len());
+    for (i, item) in body.orders.into_iter().enumerate() {
+        let key = item.idempotency_key.trim().to_string();
+        if key.is_empty() || key.len() > 255 {
+            return Err(DomainError::field(format!("orders[{i}].idempotency_key"), "1 to 255 characters").into());
+        }
+        // Hashed as canonical JSON, like the body of a single POST with the same key.
+        let raw = serde_json::to_vec(&item.order).unwrap_or_default();
+        let parsed = serde_json::from_value::<OrderIn>(item.order)
+            .map_err(|e| ApiError::from(DomainError::field(format!("orders[{i}].order"), e.to_string())));
+        let scope = crate::middleware::scope(&caller.0.key_id, "POST", "/v1/orders", &key);
+        let body_hash = crate::middleware::body_hash(&raw);
+        let result = match parsed.and_then(|o| parse_order(&state, &caller, o)) {
+            Err(e) => Err(e),
+            Ok(order) => {
+                let now = state.now();
+                let limit = state.config.offline_points_limit;
+                state
+                    .store
+                    .write(move |tx, kr| {
+                        use ronghe_store::idempotency::{self, Begin};
+                        match idempotency::begin(tx, kr, &scope, &body_hash, now)? {
+                            Begin::Replay { status, body } => return Ok(Err((status, body))),
+                            Begin::DifferentBody | Begin::InFlight => {
+                                return Err(DomainError::new(
+                                    ronghe_domain::Code::IdempotencyConflict,
+                                    "this idempotency_key was used for another order",
+                                )
+                                .into());
+                            }
+                            Begin::Fresh => {}
+                        }
+                        let (o, created, flag) = orders::place_offline(tx, &order, limit, now)?;
+                        let status: u16 = if created { 201 } else { 200 };
+                        let view = serde_json::to_vec(&order_view(&o)).unwrap_or_default();
+                        idempotency::finish(tx, kr, &scope, status, &view, o.member_id.as_deref())?;
+                        Ok(Ok((status, o, flag)))
+                    })
+                    .await
+                    .map_err(ApiError::from)
+            }
+        };
+        results.push(match result {
+            Ok(Ok((status, o, flag))) => BatchResult {
+                idempotency_key: key,
+                status,
+                order: serde_json::to_value(order_view(&o)).ok(),
+                problem: None,
+                flag: flag.map(|f| BatchFlag { code: f.code.into(), points_asked: f.points_asked, points_redeemed: f.points_redeemed }),
+            },
+            Ok(Err((status, body))) => BatchResult {
+                idempotency_key: key,
+                status,
+                order: serde_json::from_slice::<serde_json::Value>(&body).ok(),
+                problem: None,
+                flag: None,
+            },
+            Err(e) => BatchResult {
+                idempotency_key: key,
+                status: crate::problem::status(e.error.code).as_u16(),
+                order: None,
+                problem: Some(serde_json::json!({"code": e.error.code.as_str(), "detail": e.error.message, "errors": e.error.errors})),
+                flag: None,
+            },
+        });
+    }
+    Ok(axum::Json(BatchOut { results }))
 }

@@ -548,3 +548,69 @@ async fn returns_anywhere_refund_what_lines_paid_and_settle_points(app: TestApp)
     let (_, scan) = app.get(&format!("/v1/coupons/{code}"), &mini).await;
     assert_eq!(scan["status"], "issued");
 }
+
+on_both_backends!(offline_batches_apply_each_order_once_and_flag_uncovered_redemptions);
+
+async fn offline_batches_apply_each_order_once_and_flag_uncovered_redemptions(app: TestApp) {
+    catalogue(&app).await;
+    let m = member_with_points(&app, 40, 1000).await;
+    let till = app.key("store", Some("S001"), None).await;
+    let order = |r: &str, redeem: i64| {
+        json!({"order_ref": r, "member_id": m, "points_to_redeem": redeem,
+        "placed_at": "2025-12-31T20:00:00+08:00", "lines":[{"sku":"A","qty":2}]})
+    };
+    let batch = json!({"orders": [
+        {"idempotency_key": "S001-k1", "order": order("OFF-1", 800)},
+        {"idempotency_key": "S001-k2", "order": order("OFF-2", 800)},
+        {"idempotency_key": "S001-k3", "order": {"order_ref": "OFF-3", "lines": [{"sku": "NOPE", "qty": 1}]}}
+    ]});
+    let (s, b) = app.post("/v1/orders/batch", &till, batch.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let r = b["results"].as_array().unwrap();
+    assert_eq!(r.iter().map(|x| x["status"].as_u64().unwrap()).collect::<Vec<_>>(), vec![201, 201, 422]);
+    assert_eq!(r[0]["order"]["points_redeemed"], 800);
+    assert_eq!(r[1]["flag"], json!({"code":"redemption_not_covered","points_asked":800,"points_redeemed":217}));
+    assert_eq!(r[1]["order"]["points_redeemed"], 217);
+    assert_eq!(r[2]["problem"]["code"], "unknown_sku");
+    let after = balance(&app, &m).await;
+    assert_eq!(after, 1000 - 800 + 17 - 217 + 23, "never overdrawn");
+
+    // The till resends the whole batch: nothing happens twice.
+    let (_, again) = app.post("/v1/orders/batch", &till, batch).await;
+    let r2 = again["results"].as_array().unwrap();
+    assert_eq!(r2[0]["order"]["id"], r[0]["order"]["id"]);
+    assert_eq!(r2[1]["order"]["id"], r[1]["order"]["id"]);
+    assert_eq!(balance(&app, &m).await, after);
+    // A key first used by a single POST is the same order in a batch.
+    let h = [("Idempotency-Key", "S001-k5")];
+    let (s, single) = app.call(reqwest::Method::POST, "/v1/orders", &till, Some(order("OFF-5", 0)), &h).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, b) = app
+        .post("/v1/orders/batch", &till, json!({"orders":[{"idempotency_key":"S001-k5","order": order("OFF-5", 0)}]}))
+        .await;
+    assert_eq!(b["results"][0]["order"]["id"], single["id"]);
+    let (_, b) = app
+        .post("/v1/orders/batch", &till, json!({"orders":[{"idempotency_key":"S001-k5","order": order("OFF-6", 0)}]}))
+        .await;
+    assert_eq!(b["results"][0]["problem"]["code"], "idempotency_conflict");
+
+    // Above the offline limit the redemption is cut to it and flagged.
+    let rich = member_with_points(&app, 41, 100_000).await;
+    let (_, b) = app
+        .post(
+            "/v1/orders/batch",
+            &till,
+            json!({"orders":[{"idempotency_key":"S001-k7","order":{"order_ref":"OFF-7","member_id":rich,
+            "points_to_redeem":6000,"lines":[{"sku":"A","qty":100}]}}]}),
+        )
+        .await;
+    assert_eq!(b["results"][0]["flag"]["code"], "offline_limit_exceeded");
+    assert_eq!(b["results"][0]["order"]["points_redeemed"], 5000);
+    let other = app.key("store", Some("S002"), None).await;
+    let (_, b) = app
+        .post("/v1/orders/batch", &other, json!({"orders":[{"idempotency_key":"x","order":{"order_ref":"OFF-8","store_id":"S001","lines":[{"sku":"A","qty":1}]}}]}))
+        .await;
+    assert_eq!(b["results"][0]["problem"]["code"], "forbidden", "tills write only for their own store");
+    let (s, _) = app.post("/v1/orders/batch", &till, json!({"orders": []})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+}
