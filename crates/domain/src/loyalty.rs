@@ -18,6 +18,40 @@ pub struct Program {
     pub earn: Earn,
     #[serde(default)]
     pub redeem: Redeem,
+    #[serde(default)]
+    pub expiry: Expiry,
+}
+
+/// The tenant's time zone: days (expiry at the end of a year) are counted there.
+pub const TENANT_TZ: &str = "Asia/Shanghai";
+
+/// When points expire. Points expire in lots (each credit is a lot), consumed first in, first out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "policy", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Expiry {
+    /// At the end of the calendar year after the one they were earned in (the default).
+    #[default]
+    EndOfNextYear,
+    /// A number of days after they were earned.
+    Days { days: i64 },
+    /// Never.
+    Never,
+}
+
+impl Expiry {
+    /// When points credited at `at` expire (the first instant they no longer count).
+    pub fn expires_at(&self, at: Millis) -> Option<Millis> {
+        match self {
+            Expiry::Never => None,
+            Expiry::Days { days } => Some(at + days * 86_400_000),
+            Expiry::EndOfNextYear => {
+                let tz = jiff::tz::TimeZone::get(TENANT_TZ).ok()?;
+                let year = jiff::Timestamp::from_millisecond(at).ok()?.to_zoned(tz.clone()).year();
+                let next = jiff::civil::date(year + 2, 1, 1).at(0, 0, 0, 0).to_zoned(tz).ok()?;
+                Some(next.timestamp().as_millisecond())
+            }
+        }
+    }
 }
 
 /// Earning: `fen_per_point` paid (after coupons and points) earns one point, times the
@@ -91,7 +125,7 @@ impl Default for Redeem {
 impl Default for Program {
     /// 1 point per yuan paid; 1 point = 1 fen; at most half an order paid with points.
     fn default() -> Self {
-        Program { earn: Earn::default(), redeem: Redeem::default() }
+        Program { earn: Earn::default(), redeem: Redeem::default(), expiry: Expiry::default() }
     }
 }
 
@@ -128,6 +162,11 @@ impl Program {
         }
         if !(0..=ONE).contains(&self.redeem.max_share_bp) {
             v.push("redeem.max_share_bp", "0 to 10000 basis points");
+        }
+        if let Expiry::Days { days } = self.expiry {
+            if !(1..=3650).contains(&days) {
+                v.push("expiry.days", "1 to 3650");
+            }
         }
         v.finish()
     }
@@ -168,6 +207,19 @@ mod tests {
         assert_eq!(p.multiplier("mini_program", "baby", 50), 30_000);
         assert_eq!(p.multiplier("mini_program", "baby", 150), 60_000);
         assert_eq!(p.multiplier("pos", "food", 200), 10_000, "promotions end before to_ms");
+    }
+
+    #[test]
+    fn points_expire_at_the_end_of_the_next_year_in_shanghai() {
+        // 2026-06-15T12:00:00+08:00 → 2028-01-01T00:00:00+08:00 = 2027-12-31T16:00:00Z
+        let earned = 1_781_496_000_000;
+        assert_eq!(Expiry::EndOfNextYear.expires_at(earned), Some(1_830_268_800_000));
+        // Earned at 2026-12-31T20:00:00+08:00 (still 2026 in Shanghai, 12:00 UTC): same end.
+        assert_eq!(Expiry::EndOfNextYear.expires_at(1_798_718_400_000), Some(1_830_268_800_000));
+        assert_eq!(Expiry::Days { days: 7 }.expires_at(0), Some(7 * 86_400_000));
+        assert_eq!(Expiry::Never.expires_at(0), None);
+        let p: Program = serde_json::from_str(r#"{"expiry": {"policy": "days", "days": 365}}"#).unwrap();
+        assert_eq!(p.expiry, Expiry::Days { days: 365 });
     }
 
     #[test]

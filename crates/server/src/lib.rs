@@ -175,6 +175,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/products", put(commerce::put_products))
         .route("/v1/products/{sku}", get(commerce::get_product))
         .route("/v1/loyalty/program", put(commerce::put_program).get(commerce::get_program))
+        .route("/v1/loyalty/expiry-run", post(commerce::expiry_run))
         .route("/v1/orders", post(commerce::place))
         .route("/v1/orders/quote", post(commerce::quote))
         .route("/v1/orders/batch", post(commerce::batch))
@@ -216,7 +217,7 @@ pub async fn serve(
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
-/// Hourly: forget idempotency keys past their retention.
+/// Hourly: forget idempotency keys past their retention; expire points whose time has come.
 fn spawn_housekeeping(state: AppState) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -230,6 +231,12 @@ fn spawn_housekeeping(state: AppState) {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
+            }
+            let now = state.now();
+            match state.store.write(move |tx, _| ronghe_store::points::expire(tx, now)).await {
+                Ok((lots, points)) if lots > 0 => tracing::info!(lots, points, "points expired"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "points expiry run failed"),
             }
         }
     });

@@ -2,7 +2,7 @@
 //! balance is the sum of their entries and is never allowed below zero.
 
 use crate::db::Tx;
-use crate::{Result, vals};
+use crate::{Result, loyalty, vals};
 use ronghe_domain::{Code, DomainError, Millis};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +26,10 @@ pub fn balance(tx: &mut dyn Tx, member_id: &str) -> Result<i64> {
 }
 
 /// Append an entry, refusing one that would take the balance below zero. The caller holds
-/// the member's row lock (PostgreSQL) or the single writer (SQLite).
+/// the member's row lock (PostgreSQL) or the single writer (SQLite). A credit is a new lot
+/// expiring as the programme in force at `at` says; a debit consumes lots first in, first out
+/// (the soonest to expire first).
+#[allow(clippy::too_many_arguments)]
 pub fn append(
     tx: &mut dyn Tx,
     member_id: &str,
@@ -40,7 +43,10 @@ pub fn append(
     if delta == 0 {
         return Ok(());
     }
-    if delta < 0 {
+    let (remaining, expires_at) = if delta > 0 {
+        let (_, program, _) = loyalty::at(tx, at)?;
+        (delta, program.expiry.expires_at(at))
+    } else {
         let b = balance(tx, member_id)?;
         if b + delta < 0 {
             return Err(DomainError::new(
@@ -49,12 +55,67 @@ pub fn append(
             )
             .into());
         }
-    }
+        consume(tx, member_id, -delta)?;
+        (0, None)
+    };
     tx.exec(
-        "INSERT INTO points_ledger (member_id, delta, reason, ref_type, ref_id, note, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        vals![member_id, delta, reason, ref_type, ref_id, note, at],
+        "INSERT INTO points_ledger (member_id, delta, reason, ref_type, ref_id, note, at, remaining, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        vals![member_id, delta, reason, ref_type, ref_id, note, at, remaining, expires_at],
     )?;
     Ok(())
+}
+
+/// Take `points` from the member's lots, soonest to expire first (never-expiring last).
+fn consume(tx: &mut dyn Tx, member_id: &str, mut points: i64) -> Result<()> {
+    let lots = tx.query(
+        "SELECT id, remaining FROM points_ledger WHERE member_id = $1 AND remaining > 0
+         ORDER BY CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END, expires_at, id",
+        vals![member_id],
+    )?;
+    for lot in lots {
+        if points == 0 {
+            break;
+        }
+        let take = lot.i64(1)?.min(points);
+        tx.exec("UPDATE points_ledger SET remaining = remaining - $2 WHERE id = $1", vals![lot.i64(0)?, take])?;
+        points -= take;
+    }
+    Ok(())
+}
+
+/// Expire every lot whose time has come: one `expire` entry per lot for what is left of it.
+/// Safe to repeat: an expired lot has nothing left.
+pub fn expire(tx: &mut dyn Tx, now: Millis) -> Result<(i64, i64)> {
+    let lots = tx.query(
+        "SELECT id, member_id, remaining FROM points_ledger WHERE remaining > 0 AND expires_at <= $1 ORDER BY id",
+        vals![now],
+    )?;
+    let (mut count, mut total) = (0, 0);
+    for lot in lots {
+        let (id, member, left) = (lot.i64(0)?, lot.string(1)?, lot.i64(2)?);
+        tx.exec("UPDATE points_ledger SET remaining = 0 WHERE id = $1", vals![id])?;
+        tx.exec(
+            "INSERT INTO points_ledger (member_id, delta, reason, ref_type, ref_id, note, at, remaining)
+             VALUES ($1, $2, 'expire', 'expiry', $3, NULL, $4, 0)",
+            vals![member.as_str(), -left, id.to_string(), now],
+        )?;
+        count += 1;
+        total += left;
+    }
+    Ok((count, total))
+}
+
+/// Points still held that will expire, by expiry time (soonest first).
+pub fn expiring(tx: &mut dyn Tx, member_id: &str) -> Result<Vec<(Millis, i64)>> {
+    tx.query(
+        "SELECT expires_at, CAST(SUM(remaining) AS BIGINT) FROM points_ledger
+         WHERE member_id = $1 AND remaining > 0 AND expires_at IS NOT NULL GROUP BY expires_at ORDER BY expires_at",
+        vals![member_id],
+    )?
+    .iter()
+    .map(|r| Ok((r.i64(0)?, r.i64(1)?)))
+    .collect()
 }
 
 /// Newest first; `before` is the smallest id of the previous page.

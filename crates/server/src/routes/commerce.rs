@@ -596,10 +596,18 @@ pub struct LedgerEntryView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+pub struct ExpiringView {
+    pub expires_at: String,
+    pub points: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PointsView {
     pub member_id: String,
     /// Always the sum of the ledger; never negative.
     pub balance: i64,
+    /// Points held that will expire, soonest first.
+    pub expiring: Vec<ExpiringView>,
     /// Newest first.
     pub ledger: Vec<LedgerEntryView>,
     pub next_before: Option<i64>,
@@ -624,19 +632,21 @@ async fn points_view(state: &AppState, id: String, q: LedgerQuery) -> ApiResult<
     if !(1..=500).contains(&limit) {
         return Err(DomainError::field("limit", "1 to 500").into());
     }
-    let (id, balance, entries) = state
+    let (id, balance, entries, expiring) = state
         .store
         .read_short(move |tx, _| {
             let id = members::resolve(tx, &id)?;
             let b = points::balance(tx, &id)?;
             let e = points::ledger(tx, &id, q.before, limit)?;
-            Ok((id, b, e))
+            let x = points::expiring(tx, &id)?;
+            Ok((id, b, e, x))
         })
         .await?;
     let next_before = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.id)).flatten();
     Ok(axum::Json(PointsView {
         member_id: id,
         balance,
+        expiring: expiring.into_iter().map(|(at, points)| ExpiringView { expires_at: rfc3339(at), points }).collect(),
         ledger: entries
             .into_iter()
             .map(|e| LedgerEntryView {
@@ -949,4 +959,32 @@ pub async fn batch(
         });
     }
     Ok(axum::Json(BatchOut { results }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExpiryRunView {
+    pub lots_expired: i64,
+    pub points_expired: i64,
+}
+
+/// Expire the points whose time has come
+///
+/// Each lot past its expiry loses what is left of it, with an `expire` ledger entry. Safe to
+/// repeat; the server also runs it every hour.
+#[utoipa::path(post, path = "/v1/loyalty/expiry-run", tag = "loyalty",
+    responses((status = 200, body = ExpiryRunView), (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn expiry_run(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<ExpiryRunView>> {
+    caller.require(Action::AdjustPoints)?;
+    let now = state.now();
+    let p = caller.0.clone();
+    let (lots, pts) = state
+        .store
+        .write(move |tx, _| {
+            let r = points::expire(tx, now)?;
+            audit_admin(tx, &p, now, "points.expiry_run", None)?;
+            Ok(r)
+        })
+        .await?;
+    Ok(axum::Json(ExpiryRunView { lots_expired: lots, points_expired: pts }))
 }

@@ -614,3 +614,52 @@ async fn offline_batches_apply_each_order_once_and_flag_uncovered_redemptions(ap
     let (s, _) = app.post("/v1/orders/batch", &till, json!({"orders": []})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+on_both_backends!(points_expire_in_lots_first_in_first_out);
+
+async fn points_expire_in_lots_first_in_first_out(app: TestApp) {
+    catalogue(&app).await;
+    let (s, _) = app
+        .put(
+            "/v1/loyalty/program",
+            &app.admin,
+            json!({"program":{"expiry":{"policy":"days","days":30}}, "effective_from":"2025-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let m = member_with_points(&app, 50, 500).await;
+    let till = app.key("store", Some("S001"), None).await;
+    // 200 points redeemed come out of the first lot; the order earns a lot of its own.
+    let (_, o) = app
+        .post(
+            "/v1/orders",
+            &till,
+            json!({"order_ref":"X-1","member_id":m,"points_to_redeem":200,"lines":[{"sku":"A","qty":1}]}),
+        )
+        .await;
+    assert_eq!(o["points_earned"], 10);
+    app.clock.advance(20 * 86_400_000);
+    app.post(
+        &format!("/v1/members/{m}/points/adjustments"),
+        &app.admin,
+        json!({"points": 100, "reason": "birthday gift"}),
+    )
+    .await;
+    let (_, p) = app.get(&format!("/v1/members/{m}/points"), &till).await;
+    assert_eq!(p["balance"], 410);
+    assert_eq!(
+        p["expiring"],
+        json!([{"expires_at":"2026-01-31T00:00:00.000Z","points":310},{"expires_at":"2026-02-20T00:00:00.000Z","points":100}])
+    );
+    app.clock.advance(11 * 86_400_000);
+    let (s, r) = app.post("/v1/loyalty/expiry-run", &app.admin, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r, json!({"lots_expired": 2, "points_expired": 310}));
+    let (_, r) = app.post("/v1/loyalty/expiry-run", &app.admin, json!({})).await;
+    assert_eq!(r, json!({"lots_expired": 0, "points_expired": 0}), "safe to repeat");
+    let (_, p) = app.get(&format!("/v1/members/{m}/points"), &till).await;
+    assert_eq!(p["balance"], 100);
+    assert_eq!(p["ledger"][0]["reason"], "expire");
+    let (s, _) = app.post("/v1/loyalty/expiry-run", &till, json!({})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}

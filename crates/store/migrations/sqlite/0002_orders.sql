@@ -68,10 +68,15 @@ CREATE TABLE points_ledger (
     id INTEGER PRIMARY KEY,
     member_id TEXT NOT NULL,
     delta INTEGER NOT NULL,
-    reason TEXT NOT NULL,               -- earn | redeem | cancel_earn | cancel_redeem | adjustment
+    reason TEXT NOT NULL,               -- earn | redeem | cancel_* | return_* | adjustment | expire
     ref_type TEXT NOT NULL,             -- order | adjustment
     ref_id TEXT NOT NULL,
     note TEXT,
-    at INTEGER NOT NULL
+    at INTEGER NOT NULL,
+    -- Every credit is a lot: what is left of it, and when that expires (NULL: never).
+    -- Debits consume the lots that expire first.
+    remaining INTEGER NOT NULL DEFAULT 0,
+    expires_at INTEGER
 );
 CREATE INDEX points_ledger_member ON points_ledger(member_id, id);
+CREATE INDEX points_ledger_lots ON points_ledger(expires_at) WHERE remaining > 0;
