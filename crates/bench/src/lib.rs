@@ -180,7 +180,10 @@ pub async fn http_load(
                 let ok = match client.post(&url).bearer_auth(&key).json(&body(i)).send().await {
                     Ok(r) => {
                         let ok = r.status().is_success();
-                        let _ = r.bytes().await;
+                        let text = r.bytes().await.unwrap_or_default();
+                        if !ok && errors == 0 {
+                            eprintln!("  first error of a client: {}", String::from_utf8_lossy(&text));
+                        }
                         ok
                     }
                     Err(_) => false,
@@ -363,6 +366,8 @@ async fn orders_store(dir: &Path) -> anyhow::Result<Store> {
         None => ready_file.exists(),
     };
     if !ready {
+        // Credited now: points credited long ago would have expired.
+        let credited = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
         let items: Vec<ronghe_store::catalogue::Item> = [("A", "food", 1299), ("B", "drink", 500), ("C", "food", 333)]
             .into_iter()
             .map(|(sku, cat, price)| ronghe_store::catalogue::Item {
@@ -392,7 +397,7 @@ async fn orders_store(dir: &Path) -> anyhow::Result<Store> {
                             "adjustment",
                             "bench",
                             Some("bench"),
-                            0,
+                            credited,
                         )?;
                     }
                     Ok(())
