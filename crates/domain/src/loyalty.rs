@@ -20,6 +20,28 @@ pub struct Program {
     pub redeem: Redeem,
     #[serde(default)]
     pub expiry: Expiry,
+    /// Tiers by spend over the last `tier_window_days` (e.g. 普通/银卡/金卡/钻石), lowest first.
+    #[serde(default)]
+    pub tiers: Vec<Tier>,
+    #[serde(default = "year")]
+    pub tier_window_days: i64,
+}
+
+/// A tier: reached with `min_spend_fen` paid in the window; its multiplier stacks on earning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    pub name: String,
+    pub min_spend_fen: i64,
+    #[serde(default = "one_x")]
+    pub multiplier_bp: Bp,
+}
+
+fn year() -> i64 {
+    365
+}
+fn one_x() -> Bp {
+    ONE
 }
 
 /// The tenant's time zone: days (expiry at the end of a year) are counted there.
@@ -125,7 +147,13 @@ impl Default for Redeem {
 impl Default for Program {
     /// 1 point per yuan paid; 1 point = 1 fen; at most half an order paid with points.
     fn default() -> Self {
-        Program { earn: Earn::default(), redeem: Redeem::default(), expiry: Expiry::default() }
+        Program {
+            earn: Earn::default(),
+            redeem: Redeem::default(),
+            expiry: Expiry::default(),
+            tiers: Vec::new(),
+            tier_window_days: 365,
+        }
     }
 }
 
@@ -163,6 +191,20 @@ impl Program {
         if !(0..=ONE).contains(&self.redeem.max_share_bp) {
             v.push("redeem.max_share_bp", "0 to 10000 basis points");
         }
+        for (i, t) in self.tiers.iter().enumerate() {
+            if t.name.trim().is_empty() || t.name.chars().count() > 32 {
+                v.push(format!("tiers[{i}].name"), "1 to 32 characters");
+            }
+            if i > 0 && t.min_spend_fen <= self.tiers[i - 1].min_spend_fen {
+                v.push(format!("tiers[{i}].min_spend_fen"), "tiers go from the lowest spend up");
+            }
+            if !mult_ok(t.multiplier_bp) {
+                v.push(format!("tiers[{i}].multiplier_bp"), "0 to 1,000,000 basis points");
+            }
+        }
+        if !(1..=3650).contains(&self.tier_window_days) {
+            v.push("tier_window_days", "1 to 3650");
+        }
         if let Expiry::Days { days } = self.expiry {
             if !(1..=3650).contains(&days) {
                 v.push("expiry.days", "1 to 3650");
@@ -171,12 +213,28 @@ impl Program {
         v.finish()
     }
 
-    /// The multiplier of a line: channel × category × every promotion in force, in bp.
+    /// The tier that `spend_fen` in the window reaches (the highest whose minimum it meets).
+    pub fn tier_for(&self, spend_fen: i64) -> Option<&Tier> {
+        self.tiers.iter().filter(|t| t.min_spend_fen <= spend_fen).last()
+    }
+
+    /// The rank of a tier by name (higher is better); unknown or none ranks lowest.
+    pub fn tier_rank(&self, name: Option<&str>) -> i64 {
+        name.and_then(|n| self.tiers.iter().position(|t| t.name == n)).map_or(-1, |p| p as i64)
+    }
+
+    /// The multiplier of a line: tier × channel × category × every promotion in force, in bp.
     pub fn multiplier(&self, channel: &str, category: &str, at: Millis) -> Bp {
+        self.multiplier_for(channel, category, at, None)
+    }
+
+    pub fn multiplier_for(&self, channel: &str, category: &str, at: Millis, tier: Option<&str>) -> Bp {
         let mut m = ONE as i128;
-        for f in [self.earn.channel_multipliers_bp.get(channel), self.earn.category_multipliers_bp.get(category)]
-            .into_iter()
-            .flatten()
+        let tier_m = tier.and_then(|n| self.tiers.iter().find(|t| t.name == n)).map(|t| &t.multiplier_bp);
+        for f in
+            [tier_m, self.earn.channel_multipliers_bp.get(channel), self.earn.category_multipliers_bp.get(category)]
+                .into_iter()
+                .flatten()
         {
             m = m * i128::from(*f) / i128::from(ONE);
         }
@@ -232,5 +290,31 @@ mod tests {
         let fields: Vec<_> = e.errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["earn.fen_per_point", "redeem.max_share_bp"]);
         assert!(serde_json::from_str::<Program>(r#"{"earn": {"rate": 1}}"#).is_err(), "unknown fields are refused");
+    }
+}
+
+#[cfg(test)]
+mod tier_tests {
+    use super::*;
+
+    #[test]
+    fn tiers_by_spend_and_their_multiplier() {
+        let p: Program = serde_json::from_value(serde_json::json!({"tiers": [
+            {"name": "普通", "min_spend_fen": 0},
+            {"name": "银卡", "min_spend_fen": 100000, "multiplier_bp": 12000},
+            {"name": "金卡", "min_spend_fen": 500000, "multiplier_bp": 15000}
+        ]}))
+        .unwrap();
+        p.validate().unwrap();
+        assert_eq!(p.tier_for(99_999).map(|t| t.name.as_str()), Some("普通"));
+        assert_eq!(p.tier_for(100_000).map(|t| t.name.as_str()), Some("银卡"));
+        assert_eq!(p.tier_for(9_999_999).map(|t| t.name.as_str()), Some("金卡"));
+        assert!(p.tier_rank(Some("金卡")) > p.tier_rank(Some("银卡")));
+        assert_eq!(p.tier_rank(None), -1);
+        assert_eq!(p.multiplier_for("pos", "food", 0, Some("银卡")), 12_000);
+        let bad: Program = serde_json::from_value(serde_json::json!({"tiers": [
+            {"name": "a", "min_spend_fen": 10}, {"name": "b", "min_spend_fen": 5}]}))
+        .unwrap();
+        assert_eq!(bad.validate().unwrap_err().errors[0].field, "tiers[1].min_spend_fen");
     }
 }

@@ -30,6 +30,8 @@ pub struct Context<'a> {
     pub store_id: Option<&'a str>,
     pub member_id: Option<&'a str>,
     pub placed_at: Millis,
+    /// The member's tier when the order is placed (its multiplier applies to earning).
+    pub tier: Option<&'a str>,
 }
 
 /// The discount one coupon gave, and its share of each line.
@@ -204,7 +206,8 @@ pub fn price(
         .iter()
         .zip(lines)
         .map(|(p, l)| {
-            (i128::from(*p) * i128::from(program.multiplier(channel, &l.category, placed_at)) / i128::from(ONE)) as i64
+            (i128::from(*p) * i128::from(program.multiplier_for(channel, &l.category, placed_at, ctx.tier))
+                / i128::from(ONE)) as i64
         })
         .collect();
     let earned_total = if earns { weights.iter().sum::<i64>() / program.earn.fen_per_point } else { 0 };
@@ -237,7 +240,7 @@ mod tests {
     use proptest::prelude::*;
 
     const POS: Context<'static> =
-        Context { channel: "pos", store_id: Some("S1"), member_id: Some("m_1"), placed_at: 150 };
+        Context { channel: "pos", store_id: Some("S1"), member_id: Some("m_1"), placed_at: 150, tier: None };
 
     fn coupon(code: &str, benefit: Benefit, stackable: bool, categories: &[&str]) -> Held {
         Held {

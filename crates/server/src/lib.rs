@@ -176,6 +176,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/products/{sku}", get(commerce::get_product))
         .route("/v1/loyalty/program", put(commerce::put_program).get(commerce::get_program))
         .route("/v1/loyalty/expiry-run", post(commerce::expiry_run))
+        .route("/v1/loyalty/tier-review", post(commerce::tier_review))
         .route("/v1/orders", post(commerce::place))
         .route("/v1/orders/quote", post(commerce::quote))
         .route("/v1/orders/batch", post(commerce::batch))

@@ -21,6 +21,7 @@ pub mod orders;
 pub mod outbox;
 pub mod points;
 pub mod returns;
+pub mod tiers;
 
 use db::{DbError, Dialect, Pool, Tx};
 pub use keyring::Keyring;

@@ -8,12 +8,14 @@ const SQLITE: &[(i64, &str)] = &[
     (2, include_str!("../migrations/sqlite/0002_orders.sql")),
     (3, include_str!("../migrations/sqlite/0003_coupons.sql")),
     (4, include_str!("../migrations/sqlite/0004_returns.sql")),
+    (5, include_str!("../migrations/sqlite/0005_tiers.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_members.sql")),
     (2, include_str!("../migrations/postgres/0002_orders.sql")),
     (3, include_str!("../migrations/postgres/0003_coupons.sql")),
     (4, include_str!("../migrations/postgres/0004_returns.sql")),
+    (5, include_str!("../migrations/postgres/0005_tiers.sql")),
 ];
 
 /// A short fingerprint of the schema, for caches of generated data (benchmarks).

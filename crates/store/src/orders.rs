@@ -161,11 +161,16 @@ fn prepare_with_coupons(tx: &mut dyn Tx, o: &NewOrder) -> Result<Prepared> {
         })
         .collect();
     let held = coupons::for_order(tx, &o.coupon_codes)?;
+    let tier = match &member {
+        Some(m) => crate::tiers::current(tx, m)?,
+        None => None,
+    };
     let ctx = Context {
         channel: &o.channel,
         store_id: o.store_id.as_deref(),
         member_id: member.as_deref(),
         placed_at: o.placed_at,
+        tier: tier.as_deref(),
     };
     let priced = pricing::price(&program, &ctx, &lines, &held, o.points_to_redeem, member.is_some())?;
     if let Some(m) = &member {
@@ -257,6 +262,7 @@ pub fn place(tx: &mut dyn Tx, o: &NewOrder, now: Millis) -> Result<(Order, bool)
     if let Some(m) = &member {
         points::append(tx, m, -priced.points_redeemed, "redeem", "order", &id, None, now)?;
         points::append(tx, m, priced.points_earned, "earn", "order", &id, None, now)?;
+        crate::tiers::upgrade(tx, m, now)?;
     }
     outbox::append(
         tx,

@@ -606,6 +606,10 @@ pub struct PointsView {
     pub member_id: String,
     /// Always the sum of the ledger; never negative.
     pub balance: i64,
+    /// The member's tier, if the programme has tiers and the member reached one.
+    pub tier: Option<String>,
+    /// What the member paid over the programme's tier window (what tiers are reached with).
+    pub tier_spend_fen: i64,
     /// Points held that will expire, soonest first.
     pub expiring: Vec<ExpiringView>,
     /// Newest first.
@@ -632,20 +636,26 @@ async fn points_view(state: &AppState, id: String, q: LedgerQuery) -> ApiResult<
     if !(1..=500).contains(&limit) {
         return Err(DomainError::field("limit", "1 to 500").into());
     }
-    let (id, balance, entries, expiring) = state
+    let now = state.now();
+    let (id, balance, entries, expiring, tier, tier_spend_fen) = state
         .store
         .read_short(move |tx, _| {
             let id = members::resolve(tx, &id)?;
             let b = points::balance(tx, &id)?;
             let e = points::ledger(tx, &id, q.before, limit)?;
             let x = points::expiring(tx, &id)?;
-            Ok((id, b, e, x))
+            let tier = ronghe_store::tiers::current(tx, &id)?;
+            let (_, program, _) = loyalty::at(tx, now)?;
+            let spend = ronghe_store::tiers::spend(tx, &id, &program, now)?;
+            Ok((id, b, e, x, tier, spend))
         })
         .await?;
     let next_before = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.id)).flatten();
     Ok(axum::Json(PointsView {
         member_id: id,
         balance,
+        tier,
+        tier_spend_fen,
         expiring: expiring.into_iter().map(|(at, points)| ExpiringView { expires_at: rfc3339(at), points }).collect(),
         ledger: entries
             .into_iter()
@@ -987,4 +997,32 @@ pub async fn expiry_run(State(state): State<AppState>, caller: Caller) -> ApiRes
         })
         .await?;
     Ok(axum::Json(ExpiryRunView { lots_expired: lots, points_expired: pts }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TierReviewView {
+    pub reviewed: i64,
+    pub changed: i64,
+}
+
+/// Review tiers (downgrades happen here)
+///
+/// Every member with a tier gets the tier their spend over the window reaches now: up or down.
+/// Upgrades also happen at once when an order lifts the spend. Safe to repeat.
+#[utoipa::path(post, path = "/v1/loyalty/tier-review", tag = "loyalty",
+    responses((status = 200, body = TierReviewView), (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn tier_review(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<TierReviewView>> {
+    caller.require(Action::AdjustPoints)?;
+    let now = state.now();
+    let p = caller.0.clone();
+    let (reviewed, changed) = state
+        .store
+        .write(move |tx, _| {
+            let r = ronghe_store::tiers::review(tx, now)?;
+            audit_admin(tx, &p, now, "loyalty.tier_review", None)?;
+            Ok(r)
+        })
+        .await?;
+    Ok(axum::Json(TierReviewView { reviewed, changed }))
 }

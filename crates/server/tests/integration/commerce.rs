@@ -663,3 +663,39 @@ async fn points_expire_in_lots_first_in_first_out(app: TestApp) {
     let (s, _) = app.post("/v1/loyalty/expiry-run", &till, json!({})).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+on_both_backends!(tiers_upgrade_at_once_and_go_down_only_at_review);
+
+async fn tiers_upgrade_at_once_and_go_down_only_at_review(app: TestApp) {
+    catalogue(&app).await;
+    let (s, v) = app
+        .put(
+            "/v1/loyalty/program",
+            &app.admin,
+            json!({"program":{"tiers":[{"name":"普通","min_spend_fen":0},{"name":"银卡","min_spend_fen":10000,"multiplier_bp":20000}]},
+                   "effective_from":"2025-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let m = member_with_points(&app, 60, 0).await;
+    let till = app.key("store", Some("S001"), None).await;
+    let (_, o1) =
+        app.post("/v1/orders", &till, json!({"order_ref":"T-1","member_id":m,"lines":[{"sku":"A","qty":8}]})).await;
+    assert_eq!(o1["points_earned"], 103, "no tier yet: 103.92 yuan earns 103");
+    let (_, p) = app.get(&format!("/v1/members/{m}/points"), &till).await;
+    assert_eq!((p["tier"].as_str(), p["tier_spend_fen"].as_i64()), (Some("银卡"), Some(10392)), "upgraded at once");
+    let (_, o2) =
+        app.post("/v1/orders", &till, json!({"order_ref":"T-2","member_id":m,"lines":[{"sku":"A","qty":1}]})).await;
+    assert_eq!(o2["points_earned"], 25, "银卡 doubles: 12.99 yuan earns 25");
+    // A year on, nothing was bought: the tier stays until the review, which brings it down.
+    app.clock.advance(366 * 86_400_000);
+    let (_, p) = app.get(&format!("/v1/members/{m}/points"), &till).await;
+    assert_eq!(p["tier"], "银卡");
+    let (s, r) = app.post("/v1/loyalty/tier-review", &app.admin, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["changed"], 1);
+    let (_, p) = app.get(&format!("/v1/members/{m}/points"), &till).await;
+    assert_eq!(p["tier"], "普通");
+    let (_, r) = app.post("/v1/loyalty/tier-review", &app.admin, json!({})).await;
+    assert_eq!(r["changed"], 0, "safe to repeat");
+}
