@@ -202,6 +202,7 @@ fn orders_for(
                 points_to_redeem: if rng.gen_bool(0.25) { 1 } else { 0 },
                 coupon_codes: Vec::new(),
                 placed_at: now - rng.gen_range(1..365) * DAY_MS - rng.gen_range(0..DAY_MS),
+                awaiting_payment: false,
             });
         }
     }

@@ -77,6 +77,7 @@ async fn serve(o: ServeOpt) -> anyhow::Result<()> {
         lookup_rate_limit: Limit { per_second: o.lookup_rate_limit, burst: o.lookup_burst },
         unmasked_roles: unmasked,
         offline_points_limit: o.offline_points_limit,
+        payment_timeout_ms: o.payment_timeout_minutes.max(1) * 60_000,
         ..Default::default()
     };
     let listener =

@@ -92,6 +92,9 @@ pub struct ServeOpt {
     /// Points a till may redeem per order while offline (checked when it syncs its batch).
     #[arg(long, env = "RONGHE_OFFLINE_POINTS_LIMIT", default_value_t = 5_000)]
     pub offline_points_limit: i64,
+    /// Minutes an online order may wait for payment before it is cancelled.
+    #[arg(long, env = "RONGHE_PAYMENT_TIMEOUT_MINUTES", default_value_t = 30)]
+    pub payment_timeout_minutes: i64,
     /// Roles that see personal data unmasked (comma-separated).
     #[arg(long, env = "RONGHE_UNMASKED_ROLES", value_delimiter = ',', default_value = "admin,marketer")]
     pub unmasked_roles: Vec<String>,
@@ -149,6 +152,7 @@ impl ServeOpt {
             lookup_burst: 0.0,
             unmasked_roles: vec!["admin".into(), "marketer".into()],
             offline_points_limit: 5_000,
+            payment_timeout_minutes: 30,
         }
     }
 }

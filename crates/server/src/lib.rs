@@ -38,6 +38,8 @@ pub struct Config {
     pub idempotency_retention_days: i64,
     /// Points a till may redeem per order while offline (synced with `POST /v1/orders/batch`).
     pub offline_points_limit: i64,
+    /// How long an online order may wait for payment before it is cancelled.
+    pub payment_timeout_ms: i64,
 }
 
 impl Default for Config {
@@ -49,6 +51,7 @@ impl Default for Config {
             unmasked_roles: Role::ALL.iter().copied().filter(|r| r.unmasked_by_default()).collect(),
             idempotency_retention_days: 35,
             offline_points_limit: 5_000,
+            payment_timeout_ms: 30 * 60_000,
         }
     }
 }
@@ -182,6 +185,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/batch", post(commerce::batch))
         .route("/v1/orders/{id}", get(commerce::get_order))
         .route("/v1/orders/{id}/cancel", post(commerce::cancel))
+        .route("/v1/orders/{id}/pay", post(commerce::pay))
+        .route("/v1/orders/payment-timeouts", post(commerce::payment_timeouts))
         .route("/v1/orders/{id}/returns", post(commerce::create_return))
         .route("/v1/members/{id}/points", get(commerce::get_points))
         .route("/v1/members/{id}/points/adjustments", post(commerce::adjust_points))
@@ -220,6 +225,20 @@ pub async fn serve(
 
 /// Hourly: forget idempotency keys past their retention; expire points whose time has come.
 fn spawn_housekeeping(state: AppState) {
+    let unpaid = state.clone();
+    tokio::spawn(async move {
+        // Every minute: cancel online orders left unpaid past the timeout.
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let (now, timeout) = (unpaid.now(), unpaid.config.payment_timeout_ms);
+            match unpaid.store.write(move |tx, _| ronghe_store::orders::cancel_unpaid(tx, timeout, now)).await {
+                Ok(ids) if !ids.is_empty() => tracing::info!(orders = ids.len(), "unpaid orders cancelled"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cancelling unpaid orders failed"),
+            }
+        }
+    });
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {

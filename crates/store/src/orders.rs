@@ -33,6 +33,9 @@ pub struct NewOrder {
     pub points_to_redeem: i64,
     pub coupon_codes: Vec<String>,
     pub placed_at: Millis,
+    /// An online order created before payment: its coupons and redeemed points are held, its
+    /// points are earned when it is paid, and it is cancelled if unpaid past the timeout.
+    pub awaiting_payment: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,7 +214,13 @@ pub fn place(tx: &mut dyn Tx, o: &NewOrder, now: Millis) -> Result<(Order, bool)
     }
     let (member, version, lines, priced, held) = prepare_with_coupons(tx, o)?;
     let id = new_order_id(now);
-    let status = if TILL_CHANNELS.contains(&o.channel.as_str()) { "completed" } else { "placed" };
+    let status = if TILL_CHANNELS.contains(&o.channel.as_str()) {
+        "completed"
+    } else if o.awaiting_payment {
+        "awaiting_payment"
+    } else {
+        "placed"
+    };
     tx.exec(
         "INSERT INTO orders (id, channel, store_id, order_ref, member_id, associate_id, status, placed_at, created_at, updated_at,
                              program_version, subtotal_fen, discount_fen, points_redeemed, points_value_fen, payable_fen, points_earned)
@@ -261,8 +270,10 @@ pub fn place(tx: &mut dyn Tx, o: &NewOrder, now: Millis) -> Result<(Order, bool)
     coupons::redeem(tx, &id, member.as_deref(), &held, &priced.coupons)?;
     if let Some(m) = &member {
         points::append(tx, m, -priced.points_redeemed, "redeem", "order", &id, None, now)?;
-        points::append(tx, m, priced.points_earned, "earn", "order", &id, None, now)?;
-        crate::tiers::upgrade(tx, m, now)?;
+        if !o.awaiting_payment {
+            points::append(tx, m, priced.points_earned, "earn", "order", &id, None, now)?;
+            crate::tiers::upgrade(tx, m, now)?;
+        }
     }
     outbox::append(
         tx,
@@ -396,9 +407,9 @@ pub fn cancel(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<Order> {
     );
     let r = tx.query_one(&sql, vals![id])?.ok_or_else(|| DomainError::not_found("order"))?;
     let status = r.string(0)?;
-    if status != "placed" {
-        let why = if status == "cancelled" {
-            "the order is already cancelled"
+    if status != "placed" && status != "awaiting_payment" {
+        let why = if status == "cancelled" || status == "returned" {
+            "the order is already cancelled or returned"
         } else {
             "a completed till sale is undone by a return"
         };
@@ -421,10 +432,46 @@ pub fn cancel(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<Order> {
         // The member may have been merged since: the points live with the survivor.
         let m = members::resolve(tx, &m)?;
         points::append(tx, &m, r.i64(2)?, "cancel_redeem", "order", id, None, now)?;
-        points::append(tx, &m, -r.i64(3)?, "cancel_earn", "order", id, None, now)?;
+        if status == "placed" {
+            points::append(tx, &m, -r.i64(3)?, "cancel_earn", "order", id, None, now)?;
+        }
     }
     coupons::restore(tx, id, now)?;
     tx.exec("UPDATE orders SET status = 'cancelled', updated_at = $2 WHERE id = $1", vals![id, now])?;
     outbox::append(tx, "order.cancelled", None, &serde_json::json!({"order_id": id}), now)?;
     get(tx, id)?.ok_or_else(|| DbError::Other("order vanished".into()).into())
+}
+
+/// Confirm payment of an order created awaiting payment: its points are earned now.
+pub fn pay(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<Order> {
+    let sql = format!("SELECT status, member_id, points_earned FROM orders WHERE id = $1{}", tx.for_update());
+    let r = tx.query_one(&sql, vals![id])?.ok_or_else(|| DomainError::not_found("order"))?;
+    if r.string(0)? != "awaiting_payment" {
+        return Err(DomainError::new(Code::Conflict, "the order is not awaiting payment").into());
+    }
+    if let Some(m) = r.opt_string(1)? {
+        let m = members::resolve(tx, &m)?;
+        points::append(tx, &m, r.i64(2)?, "earn", "order", id, None, now)?;
+        crate::tiers::upgrade(tx, &m, now)?;
+    }
+    tx.exec("UPDATE orders SET status = 'placed', updated_at = $2 WHERE id = $1", vals![id, now])?;
+    outbox::append(tx, "order.paid", None, &serde_json::json!({"order_id": id}), now)?;
+    get(tx, id)?.ok_or_else(|| DbError::Other("order vanished".into()).into())
+}
+
+/// Cancel the orders left unpaid for longer than `timeout_ms`, giving back their points and
+/// coupons. Safe to repeat; returns the ids cancelled.
+pub fn cancel_unpaid(tx: &mut dyn Tx, timeout_ms: i64, now: Millis) -> Result<Vec<String>> {
+    let ids: Vec<String> = tx
+        .query(
+            "SELECT id FROM orders WHERE status = 'awaiting_payment' AND created_at <= $1 ORDER BY created_at",
+            vals![now - timeout_ms],
+        )?
+        .iter()
+        .map(|r| r.string(0))
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        cancel(tx, id, now)?;
+    }
+    Ok(ids)
 }

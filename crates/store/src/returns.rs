@@ -58,8 +58,8 @@ pub fn create(
     );
     let o = tx.query_one(&sql, vals![order_id])?.ok_or_else(|| DomainError::not_found("order"))?;
     let status = o.string(0)?;
-    if status == "cancelled" {
-        return Err(DomainError::new(Code::OrderNotCancellable, "a cancelled order cannot be returned").into());
+    if status == "cancelled" || status == "awaiting_payment" {
+        return Err(DomainError::new(Code::OrderNotCancellable, "only a paid order can be returned").into());
     }
     let order = orders::get(tx, order_id)?.ok_or_else(|| DomainError::not_found("order"))?;
     let returned: Vec<i64> = tx

@@ -316,6 +316,7 @@ mod ledger {
                             points_to_redeem: redeem,
                             coupon_codes: Vec::new(),
                             placed_at: now,
+                            awaiting_payment: false,
                         };
                         let r = rt.block_on(store.write(move |tx, _| orders::place(tx, &o, now)));
                         let max = qty * 1999 / 2;

@@ -251,6 +251,9 @@ pub struct OrderIn {
     /// Coupons to redeem in this order (several only when all are stackable).
     #[serde(default)]
     pub coupon_codes: Vec<String>,
+    /// `pending` (online channels): create the order awaiting payment; confirm it with
+    /// `POST /v1/orders/{id}/pay` before the payment timeout or it is cancelled.
+    pub payment: Option<String>,
     /// RFC 3339 (default now): a late upload is priced with the rules of this time.
     pub placed_at: Option<String>,
 }
@@ -425,6 +428,18 @@ fn parse_order(state: &AppState, caller: &Caller, body: OrderIn) -> Result<NewOr
             override_reason: l.price_override_reason,
         });
     }
+    let awaiting_payment = match body.payment.as_deref() {
+        None | Some("paid") => false,
+        Some("pending") if !orders::TILL_CHANNELS.contains(&channel.as_str()) => true,
+        Some("pending") => {
+            v.push("payment", "a till sale is paid at the till");
+            false
+        }
+        Some(_) => {
+            v.push("payment", "paid or pending");
+            false
+        }
+    };
     if body.coupon_codes.len() > 10 {
         v.push("coupon_codes", "at most 10 coupons");
     }
@@ -449,6 +464,7 @@ fn parse_order(state: &AppState, caller: &Caller, body: OrderIn) -> Result<NewOr
         points_to_redeem: body.points_to_redeem,
         coupon_codes: body.coupon_codes.iter().map(|c| c.trim().to_ascii_uppercase()).collect(),
         placed_at,
+        awaiting_payment,
     })
 }
 
@@ -1025,4 +1041,59 @@ pub async fn tier_review(State(state): State<AppState>, caller: Caller) -> ApiRe
         })
         .await?;
     Ok(axum::Json(TierReviewView { reviewed, changed }))
+}
+
+/// Confirm the payment of an order created awaiting payment
+///
+/// The order becomes `placed` and earns its points (and may lift the member's tier).
+#[utoipa::path(post, path = "/v1/orders/{id}/pay", tag = "orders", params(("id" = String, Path)),
+    responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn pay(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<OrderView>> {
+    caller.require(Action::PlaceOrder)?;
+    let now = state.now();
+    let p = caller.0.clone();
+    let o = state
+        .store
+        .write(move |tx, _| {
+            let existing = orders::get(tx, &id)?.ok_or_else(|| DomainError::not_found("order"))?;
+            if p.channel.as_ref().is_some_and(|c| *c != existing.channel) {
+                return Err(DomainError::new(
+                    ronghe_domain::Code::Forbidden,
+                    "this key may pay only its own channel's orders",
+                )
+                .into());
+            }
+            let o = orders::pay(tx, &id, now)?;
+            audit_admin(tx, &p, now, "order.pay", Some(&id))?;
+            Ok(o)
+        })
+        .await?;
+    Ok(axum::Json(order_view(&o)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimeoutsView {
+    /// Orders cancelled for want of payment.
+    pub cancelled: Vec<String>,
+}
+
+/// Cancel orders left unpaid past the payment timeout
+///
+/// Gives back their redeemed points and coupons. The server runs this every minute; it is
+/// safe to repeat.
+#[utoipa::path(post, path = "/v1/orders/payment-timeouts", tag = "orders",
+    responses((status = 200, body = TimeoutsView), (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn payment_timeouts(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<TimeoutsView>> {
+    caller.require(Action::AdjustPoints)?;
+    let now = state.now();
+    let timeout = state.config.payment_timeout_ms;
+    let cancelled = state.store.write(move |tx, _| orders::cancel_unpaid(tx, timeout, now)).await?;
+    Ok(axum::Json(TimeoutsView { cancelled }))
 }

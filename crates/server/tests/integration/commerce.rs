@@ -699,3 +699,38 @@ async fn tiers_upgrade_at_once_and_go_down_only_at_review(app: TestApp) {
     let (_, r) = app.post("/v1/loyalty/tier-review", &app.admin, json!({})).await;
     assert_eq!(r["changed"], 0, "safe to repeat");
 }
+
+on_both_backends!(unpaid_online_orders_hold_points_and_coupons_until_paid_or_timed_out);
+
+async fn unpaid_online_orders_hold_points_and_coupons_until_paid_or_timed_out(app: TestApp) {
+    catalogue(&app).await;
+    let m = member_with_points(&app, 70, 1000).await;
+    let mini = app.key("channel", None, Some("mini_program")).await;
+    let pending = |r: &str| json!({"order_ref": r, "member_id": m, "points_to_redeem": 500, "payment": "pending", "lines":[{"sku":"A","qty":2}]});
+    let (s, o) = app.post("/v1/orders", &mini, pending("P-1")).await;
+    assert_eq!((s, o["status"].as_str()), (StatusCode::CREATED, Some("awaiting_payment")), "{o}");
+    assert_eq!(balance(&app, &m).await, 500, "redeemed points are held; nothing earned yet");
+    let (s, paid) = app.post(&format!("/v1/orders/{}/pay", o["id"].as_str().unwrap()), &mini, json!({})).await;
+    assert_eq!((s, paid["status"].as_str()), (StatusCode::OK, Some("placed")));
+    assert_eq!(balance(&app, &m).await, 500 + 20, "earned on payment");
+    let (s, _) = app.post(&format!("/v1/orders/{}/pay", o["id"].as_str().unwrap()), &mini, json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "paid once");
+
+    let (_, o2) = app.post("/v1/orders", &mini, pending("P-2")).await;
+    assert_eq!(balance(&app, &m).await, 20);
+    app.clock.advance(29 * 60_000);
+    let (_, r) = app.post("/v1/orders/payment-timeouts", &app.admin, json!({})).await;
+    assert_eq!(r["cancelled"], json!([]));
+    app.clock.advance(2 * 60_000);
+    let (s, r) = app.post("/v1/orders/payment-timeouts", &app.admin, json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["cancelled"], json!([o2["id"]]));
+    assert_eq!(balance(&app, &m).await, 520, "the held points came back");
+    let (s, _) = app.post(&format!("/v1/orders/{}/pay", o2["id"].as_str().unwrap()), &mini, json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "too late to pay");
+    let till = app.key("store", Some("S001"), None).await;
+    let (s, p) = app
+        .post("/v1/orders", &till, json!({"order_ref":"P-3","payment":"pending","lines":[{"sku":"A","qty":1}]}))
+        .await;
+    assert_eq!((s, p["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("payment")));
+}
