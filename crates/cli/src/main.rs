@@ -3,7 +3,9 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ronghe_cli::opt::{Cli, Command, DemoOpt, KeysCommand, KeysCreateOpt, LogFormat, ServeOpt, StoreOpt};
+use ronghe_cli::opt::{
+    Cli, Command, DemoOpt, ImportCommand, ImportMembersOpt, KeysCommand, KeysCreateOpt, LogFormat, ServeOpt, StoreOpt,
+};
 use ronghe_domain::auth::Role;
 use ronghe_server::clock::{Clock, SystemClock};
 use ronghe_server::ratelimit::Limit;
@@ -19,6 +21,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(o) => serve(o).await,
             Command::Demo(o) => demo(o).await,
             Command::Keys(KeysCommand::Create(o)) => create_key(o).await,
+            Command::Import(ImportCommand::Members(o)) => import_members(o).await,
         }
     })
 }
@@ -128,5 +131,27 @@ async fn create_key(o: KeysCreateOpt) -> anyhow::Result<()> {
     let created = store.write(move |tx, _| keys::create(tx, &k, now)).await?;
     println!("{}", created.secret);
     eprintln!("created {} key {} ({})", key.role.as_str(), created.id, key.name);
+    Ok(())
+}
+
+async fn import_members(o: ImportMembersOpt) -> anyhow::Result<()> {
+    let store = open(&o.store).await?;
+    let now = SystemClock.now_ms();
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let report = ronghe_cli::import::members(&store, &o.file, now, progress).await?;
+    // The report is JSON on stdout (for scripts); a summary goes to stderr (for people).
+    println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    eprintln!(
+        "{} rows: {} members created, {} already known, {} opening balances credited, {} coupons added, {} rows refused",
+        report.rows,
+        report.created,
+        report.existing,
+        report.points_credited,
+        report.coupons_added,
+        report.errors.len()
+    );
+    if !report.errors.is_empty() {
+        std::process::exit(2);
+    }
     Ok(())
 }

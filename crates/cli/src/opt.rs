@@ -30,6 +30,25 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Import data from other systems.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Members from a legacy CRM with their opening points, tiers and open coupons. CSV header:
+    /// `external_id,phone,email,name,city,points,tier,coupons` (only external_id required;
+    /// coupons as `template_id:CODE;template_id:CODE`). Safe to run twice.
+    Members(ImportMembersOpt),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportMembersOpt {
+    #[command(flatten)]
+    pub store: StoreOpt,
+    /// The CSV file.
+    pub file: std::path::PathBuf,
 }
 
 /// Where the data lives; every subcommand that touches the store takes these.

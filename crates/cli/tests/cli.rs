@@ -157,3 +157,97 @@ async fn keys_create_and_demo_work_on_the_data_folder() {
     assert_eq!(r.status(), 200, "RONGHE_ADMIN_KEY is an admin key");
     sigterm(&mut s.child);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_members_import_with_balances_tiers_and_coupons_twice_safely() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let admin = "rh_e2e_admin_import_000000";
+    let mut s = start(&data, &[("RONGHE_ADMIN_KEY", admin)], &dir.path().join("log"));
+    let client = reqwest::Client::new();
+    let t: serde_json::Value = client
+        .post(format!("{}/v1/coupon-templates", s.base))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"name":"老会员券","benefit":{"type":"amount_off","threshold_fen":0,"off_fen":500},"validity":{"days_after_issue":90}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tid = t["id"].as_str().unwrap();
+    let csv = dir.path().join("legacy.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "external_id,phone,email,name,city,points,tier,coupons\n\
+             C001,13811110001,a@example.com,张三,北京,1200,金卡,{tid}:LEGACY-0001\n\
+             C002,13811110002,,李四,上海,0,,\n\
+             C003,not-a-phone,,王五,,50,,\n\
+             C004,,,赵六,杭州,300,银卡,{tid}:LEGACY-0002;{tid}:LEGACY-0003\n"
+        ),
+    )
+    .unwrap();
+    let import = || {
+        Command::new(BIN)
+            .args(["import", "members"])
+            .arg(&csv)
+            .arg("--data")
+            .arg(&data)
+            .env_remove("RONGHE_DATABASE_URL")
+            .env_remove("RONGHE_MASTER_KEY")
+            .output()
+            .unwrap()
+    };
+    let first = import();
+    assert_eq!(first.status.code(), Some(2), "a refused row makes the exit code 2");
+    let r: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(
+        (r["rows"].as_u64(), r["created"].as_u64(), r["points_credited"].as_u64(), r["coupons_added"].as_u64()),
+        (Some(4), Some(3), Some(2), Some(3))
+    );
+    assert_eq!(
+        r["errors"],
+        serde_json::json!([{"line": 4, "field": "phone.value", "message": "a phone number has only digits, spaces, dashes and a leading +"}])
+    );
+    let second = import();
+    let r: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(
+        (r["created"].as_u64(), r["existing"].as_u64(), r["points_credited"].as_u64(), r["coupons_added"].as_u64()),
+        (Some(0), Some(3), Some(0), Some(0)),
+        "safe to run twice"
+    );
+
+    let m: serde_json::Value = client
+        .post(format!("{}/v1/members/lookup", s.base))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"type":"phone","value":"13811110001"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = m["id"].as_str().unwrap();
+    let p: serde_json::Value = client
+        .get(format!("{}/v1/members/{id}/points", s.base))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((p["balance"].as_i64(), p["tier"].as_str()), (Some(1200), Some("金卡")));
+    let c: serde_json::Value = client
+        .get(format!("{}/v1/coupons/legacy-0001", s.base))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((c["member_id"].as_str(), c["status"].as_str()), (Some(id), Some("issued")));
+    sigterm(&mut s.child);
+}

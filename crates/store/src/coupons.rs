@@ -269,3 +269,19 @@ pub fn restore(tx: &mut dyn Tx, order_id: &str, now: Millis) -> Result<Vec<Strin
     }
     Ok(restored)
 }
+
+/// Carry over a coupon a customer already holds from a legacy system, keeping its code.
+pub fn import(tx: &mut dyn Tx, template_id: &str, code: &str, member_id: &str, now: Millis) -> Result<()> {
+    let t = template(tx, template_id)?.ok_or_else(|| DomainError::field("template_id", "no such coupon template"))?;
+    let code = code.trim().to_ascii_uppercase();
+    if code.len() < 6 || code.len() > 32 || !code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(DomainError::field("code", "6 to 32 letters, digits or '-'").into());
+    }
+    let (from, to) = t.template.validity.window(now);
+    tx.exec(
+        "INSERT INTO coupons (code, template_id, member_id, status, valid_from, valid_to, issued_at) VALUES ($1, $2, $3, 'issued', $4, $5, $6)",
+        vals![code.as_str(), template_id, member_id, from, to, now],
+    )?;
+    tx.exec("UPDATE coupon_templates SET issued = issued + 1 WHERE id = $1", vals![template_id])?;
+    Ok(())
+}

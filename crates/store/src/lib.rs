@@ -13,6 +13,7 @@ pub mod db;
 pub mod idempotency;
 pub mod keyring;
 pub mod keys;
+pub mod legacy;
 pub mod loyalty;
 pub mod members;
 mod migrate;

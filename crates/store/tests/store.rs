@@ -441,3 +441,45 @@ proptest! {
         ledger::run(&cmds)?;
     }
 }
+
+#[test]
+fn legacy_import_is_safe_to_run_twice() {
+    use ronghe_store::legacy::{LegacyMember, import_member};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for backend in backends() {
+        let schema = fresh_schema();
+        let store = open(&backend, KEY_A, Some(&schema)).unwrap();
+        let t: ronghe_domain::coupon::Template = serde_json::from_value(serde_json::json!({
+            "name": "t", "benefit": {"type": "amount_off", "threshold_fen": 0, "off_fen": 100}, "validity": {"days_after_issue": 30}}))
+        .unwrap();
+        let tid = rt.block_on(store.write(move |tx, _| ronghe_store::coupons::create_template(tx, &t, 0))).unwrap();
+        let m = LegacyMember {
+            external_id: "C9".into(),
+            phone: Some("13812345678".into()),
+            opening_points: 700,
+            tier: Some("金卡".into()),
+            coupons: vec![(tid.clone(), "OLD-CODE-1".into())],
+            ..Default::default()
+        };
+        for round in 0..2 {
+            let m = m.clone();
+            let r = rt.block_on(store.write(move |tx, kr| import_member(tx, kr, &m, 1_000))).unwrap();
+            assert_eq!(
+                (r.created, r.points_credited, r.coupons_added),
+                if round == 0 { (true, true, 1) } else { (false, false, 0) }
+            );
+        }
+        let (balance, tier) = store
+            .read_blocking(|tx, kr| {
+                let owner =
+                    members::owner(tx, kr, &Identity::parse(IdentityKind::Phone, "13812345678", None).unwrap())?
+                        .unwrap();
+                Ok((ronghe_store::points::balance(tx, &owner)?, ronghe_store::tiers::current(tx, &owner)?))
+            })
+            .unwrap();
+        assert_eq!((balance, tier.as_deref()), (700, Some("金卡")));
+        let bad = LegacyMember { external_id: "C10".into(), phone: Some("nope".into()), ..Default::default() };
+        let e = rt.block_on(store.write(move |tx, kr| import_member(tx, kr, &bad, 1_000))).unwrap_err();
+        assert!(matches!(e, Error::Domain(ref d) if d.errors[0].field == "phone.value"), "{e:?}");
+    }
+}
