@@ -93,6 +93,10 @@ pub struct Earn {
     /// Date ranges with a multiplier (double-points days, member day), `[from, to)` in Unix ms.
     #[serde(default)]
     pub promotions: Vec<Promotion>,
+    /// Points earned online become usable only this many days after the order (its return
+    /// window), shown as pending until then. None: usable at once.
+    #[serde(default)]
+    pub pending_days_online: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +138,7 @@ impl Default for Earn {
             channel_multipliers_bp: BTreeMap::new(),
             category_multipliers_bp: BTreeMap::new(),
             promotions: Vec::new(),
+            pending_days_online: None,
         }
     }
 }
@@ -201,6 +206,9 @@ impl Program {
             if !mult_ok(t.multiplier_bp) {
                 v.push(format!("tiers[{i}].multiplier_bp"), "0 to 1,000,000 basis points");
             }
+        }
+        if self.earn.pending_days_online.is_some_and(|d| !(1..=365).contains(&d)) {
+            v.push("earn.pending_days_online", "1 to 365 days");
         }
         if !(1..=3650).contains(&self.tier_window_days) {
             v.push("tier_window_days", "1 to 3650");

@@ -253,6 +253,11 @@ fn spawn_housekeeping(state: AppState) {
                 Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
             }
             let now = state.now();
+            match state.store.write(move |tx, _| ronghe_store::points::mature(tx, now)).await {
+                Ok(n) if n > 0 => tracing::info!(orders = n, "pending points matured"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "maturing pending points failed"),
+            }
             match state.store.write(move |tx, _| ronghe_store::points::expire(tx, now)).await {
                 Ok((lots, points)) if lots > 0 => tracing::info!(lots, points, "points expired"),
                 Ok(_) => {}

@@ -114,6 +114,7 @@ const MEMBER_OWNED: &[(&str, &str)] = &[
     ("orders", "member_id"),
     ("points_ledger", "member_id"),
     ("coupons", "member_id"),
+    ("pending_points", "member_id"),
 ];
 
 /// A new member id: `m_` + the creation time (48-bit milliseconds) + 40 random bits, in hex.

@@ -9,6 +9,7 @@ const SQLITE: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_coupons.sql")),
     (4, include_str!("../migrations/sqlite/0004_returns.sql")),
     (5, include_str!("../migrations/sqlite/0005_tiers.sql")),
+    (6, include_str!("../migrations/sqlite/0006_pending_points.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_members.sql")),
@@ -16,6 +17,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (3, include_str!("../migrations/postgres/0003_coupons.sql")),
     (4, include_str!("../migrations/postgres/0004_returns.sql")),
     (5, include_str!("../migrations/postgres/0005_tiers.sql")),
+    (6, include_str!("../migrations/postgres/0006_pending_points.sql")),
 ];
 
 /// A short fingerprint of the schema, for caches of generated data (benchmarks).

@@ -271,7 +271,8 @@ pub fn place(tx: &mut dyn Tx, o: &NewOrder, now: Millis) -> Result<(Order, bool)
     if let Some(m) = &member {
         points::append(tx, m, -priced.points_redeemed, "redeem", "order", &id, None, now)?;
         if !o.awaiting_payment {
-            points::append(tx, m, priced.points_earned, "earn", "order", &id, None, now)?;
+            let online = !TILL_CHANNELS.contains(&o.channel.as_str());
+            points::credit_earned(tx, m, &id, priced.points_earned, online, now)?;
             crate::tiers::upgrade(tx, m, now)?;
         }
     }
@@ -433,7 +434,9 @@ pub fn cancel(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<Order> {
         let m = members::resolve(tx, &m)?;
         points::append(tx, &m, r.i64(2)?, "cancel_redeem", "order", id, None, now)?;
         if status == "placed" {
-            points::append(tx, &m, -r.i64(3)?, "cancel_earn", "order", id, None, now)?;
+            // Points still pending are simply dropped; usable ones are taken back.
+            let pending = points::take_pending(tx, id, r.i64(3)?)?;
+            points::append(tx, &m, -(r.i64(3)? - pending), "cancel_earn", "order", id, None, now)?;
         }
     }
     coupons::restore(tx, id, now)?;
@@ -451,7 +454,8 @@ pub fn pay(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<Order> {
     }
     if let Some(m) = r.opt_string(1)? {
         let m = members::resolve(tx, &m)?;
-        points::append(tx, &m, r.i64(2)?, "earn", "order", id, None, now)?;
+        // Only online orders wait for payment: their points may be pending.
+        points::credit_earned(tx, &m, id, r.i64(2)?, true, now)?;
         crate::tiers::upgrade(tx, &m, now)?;
     }
     tx.exec("UPDATE orders SET status = 'placed', updated_at = $2 WHERE id = $1", vals![id, now])?;

@@ -139,3 +139,71 @@ pub fn ledger(tx: &mut dyn Tx, member_id: &str, before: Option<i64>, limit: i64)
     })
     .collect()
 }
+
+/// Credit the points an order earned: at once, or — for an online order under a programme
+/// with `pending_days_online` — as pending points usable from the end of the return window.
+pub fn credit_earned(
+    tx: &mut dyn Tx,
+    member_id: &str,
+    order_id: &str,
+    points: i64,
+    online: bool,
+    now: Millis,
+) -> Result<()> {
+    if points <= 0 {
+        return Ok(());
+    }
+    let (_, program, _) = loyalty::at(tx, now)?;
+    match program.earn.pending_days_online.filter(|_| online) {
+        Some(days) => {
+            tx.exec(
+                "INSERT INTO pending_points (order_id, member_id, points, available_at) VALUES ($1, $2, $3, $4)",
+                vals![order_id, member_id, points, now + days * 86_400_000],
+            )?;
+            Ok(())
+        }
+        None => append(tx, member_id, points, "earn", "order", order_id, None, now),
+    }
+}
+
+/// Take back up to `points` of an order's pending points; returns how many were pending.
+pub fn take_pending(tx: &mut dyn Tx, order_id: &str, points: i64) -> Result<i64> {
+    let Some(r) = tx.query_one("SELECT points FROM pending_points WHERE order_id = $1", vals![order_id])? else {
+        return Ok(0);
+    };
+    let held = r.i64(0)?;
+    let taken = held.min(points);
+    if taken == held {
+        tx.exec("DELETE FROM pending_points WHERE order_id = $1", vals![order_id])?;
+    } else {
+        tx.exec("UPDATE pending_points SET points = points - $2 WHERE order_id = $1", vals![order_id, taken])?;
+    }
+    Ok(taken)
+}
+
+/// Make pending points whose window has passed usable (an `earn` entry each). Safe to repeat.
+pub fn mature(tx: &mut dyn Tx, now: Millis) -> Result<i64> {
+    let due = tx.query(
+        "SELECT order_id, member_id, points FROM pending_points WHERE available_at <= $1 ORDER BY available_at, order_id",
+        vals![now],
+    )?;
+    let mut n = 0;
+    for d in due {
+        let (order, member, pts) = (d.string(0)?, d.string(1)?, d.i64(2)?);
+        tx.exec("DELETE FROM pending_points WHERE order_id = $1", vals![order.as_str()])?;
+        append(tx, &member, pts, "earn", "order", &order, Some("after the return window"), now)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A member's pending points: (order, points, usable from).
+pub fn pending(tx: &mut dyn Tx, member_id: &str) -> Result<Vec<(String, i64, Millis)>> {
+    tx.query(
+        "SELECT order_id, points, available_at FROM pending_points WHERE member_id = $1 ORDER BY available_at",
+        vals![member_id],
+    )?
+    .iter()
+    .map(|r| Ok((r.string(0)?, r.i64(1)?, r.i64(2)?)))
+    .collect()
+}

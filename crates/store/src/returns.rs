@@ -135,10 +135,12 @@ pub fn create(
     if let Some(m) = o.opt_string(1)? {
         let m = members::resolve(tx, &m)?;
         points::append(tx, &m, give, "return_give_back", "return", &id, None, now)?;
+        // Points earned but still pending (inside the return window) are taken from there.
+        let from_pending = points::take_pending(tx, order_id, take)?;
         let (_, program, _) = loyalty::at(tx, order.placed_at)?;
-        let s = settle(points::balance(tx, &m)?, take, refund, program.redeem.fen_per_point);
+        let s = settle(points::balance(tx, &m)?, take - from_pending, refund, program.redeem.fen_per_point);
         points::append(tx, &m, -s.points_taken, "return_take_back", "return", &id, None, now)?;
-        (taken, shortfall, deduction) = (s.points_taken, s.shortfall_points, s.deduction_fen);
+        (taken, shortfall, deduction) = (s.points_taken + from_pending, s.shortfall_points, s.deduction_fen);
     }
     for l in &out_lines {
         tx.exec(

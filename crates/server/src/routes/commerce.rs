@@ -612,6 +612,13 @@ pub struct LedgerEntryView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+pub struct PendingView {
+    pub order_id: String,
+    pub points: i64,
+    pub available_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ExpiringView {
     pub expires_at: String,
     pub points: i64,
@@ -628,6 +635,8 @@ pub struct PointsView {
     pub tier_spend_fen: i64,
     /// Points held that will expire, soonest first.
     pub expiring: Vec<ExpiringView>,
+    /// Points earned online that become usable at the end of the return window (not in the balance yet).
+    pub pending: Vec<PendingView>,
     /// Newest first.
     pub ledger: Vec<LedgerEntryView>,
     pub next_before: Option<i64>,
@@ -653,17 +662,18 @@ async fn points_view(state: &AppState, id: String, q: LedgerQuery) -> ApiResult<
         return Err(DomainError::field("limit", "1 to 500").into());
     }
     let now = state.now();
-    let (id, balance, entries, expiring, tier, tier_spend_fen) = state
+    let (id, balance, entries, expiring, tier, tier_spend_fen, pending) = state
         .store
         .read_short(move |tx, _| {
             let id = members::resolve(tx, &id)?;
             let b = points::balance(tx, &id)?;
             let e = points::ledger(tx, &id, q.before, limit)?;
             let x = points::expiring(tx, &id)?;
+            let pend = points::pending(tx, &id)?;
             let tier = ronghe_store::tiers::current(tx, &id)?;
             let (_, program, _) = loyalty::at(tx, now)?;
             let spend = ronghe_store::tiers::spend(tx, &id, &program, now)?;
-            Ok((id, b, e, x, tier, spend))
+            Ok((id, b, e, x, tier, spend, pend))
         })
         .await?;
     let next_before = (entries.len() as i64 == limit).then(|| entries.last().map(|e| e.id)).flatten();
@@ -672,6 +682,10 @@ async fn points_view(state: &AppState, id: String, q: LedgerQuery) -> ApiResult<
         balance,
         tier,
         tier_spend_fen,
+        pending: pending
+            .into_iter()
+            .map(|(order_id, points, at)| PendingView { order_id, points, available_at: rfc3339(at) })
+            .collect(),
         expiring: expiring.into_iter().map(|(at, points)| ExpiringView { expires_at: rfc3339(at), points }).collect(),
         ledger: entries
             .into_iter()
@@ -989,14 +1003,17 @@ pub async fn batch(
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExpiryRunView {
+    /// Pending points whose return window ended, now usable.
+    pub pending_matured: i64,
     pub lots_expired: i64,
     pub points_expired: i64,
 }
 
-/// Expire the points whose time has come
+/// Mature pending points and expire the points whose time has come
 ///
-/// Each lot past its expiry loses what is left of it, with an `expire` ledger entry. Safe to
-/// repeat; the server also runs it every hour.
+/// Pending points whose return window ended become usable; then each lot past its expiry loses
+/// what is left of it, with an `expire` ledger entry. Safe to repeat; the server also runs it
+/// every hour.
 #[utoipa::path(post, path = "/v1/loyalty/expiry-run", tag = "loyalty",
     responses((status = 200, body = ExpiryRunView), (status = 403, body = Problem, content_type = "application/problem+json")),
     security(("api_key" = [])))]
@@ -1004,15 +1021,16 @@ pub async fn expiry_run(State(state): State<AppState>, caller: Caller) -> ApiRes
     caller.require(Action::AdjustPoints)?;
     let now = state.now();
     let p = caller.0.clone();
-    let (lots, pts) = state
+    let (matured, lots, pts) = state
         .store
         .write(move |tx, _| {
-            let r = points::expire(tx, now)?;
+            let matured = points::mature(tx, now)?;
+            let (lots, pts) = points::expire(tx, now)?;
             audit_admin(tx, &p, now, "points.expiry_run", None)?;
-            Ok(r)
+            Ok((matured, lots, pts))
         })
         .await?;
-    Ok(axum::Json(ExpiryRunView { lots_expired: lots, points_expired: pts }))
+    Ok(axum::Json(ExpiryRunView { pending_matured: matured, lots_expired: lots, points_expired: pts }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -654,9 +654,9 @@ async fn points_expire_in_lots_first_in_first_out(app: TestApp) {
     app.clock.advance(11 * 86_400_000);
     let (s, r) = app.post("/v1/loyalty/expiry-run", &app.admin, json!({})).await;
     assert_eq!(s, StatusCode::OK, "{r}");
-    assert_eq!(r, json!({"lots_expired": 2, "points_expired": 310}));
+    assert_eq!(r, json!({"pending_matured": 0, "lots_expired": 2, "points_expired": 310}));
     let (_, r) = app.post("/v1/loyalty/expiry-run", &app.admin, json!({})).await;
-    assert_eq!(r, json!({"lots_expired": 0, "points_expired": 0}), "safe to repeat");
+    assert_eq!(r, json!({"pending_matured": 0, "lots_expired": 0, "points_expired": 0}), "safe to repeat");
     let (_, p) = app.get(&format!("/v1/members/{m}/points"), &till).await;
     assert_eq!(p["balance"], 100);
     assert_eq!(p["ledger"][0]["reason"], "expire");
@@ -733,4 +733,48 @@ async fn unpaid_online_orders_hold_points_and_coupons_until_paid_or_timed_out(ap
         .post("/v1/orders", &till, json!({"order_ref":"P-3","payment":"pending","lines":[{"sku":"A","qty":1}]}))
         .await;
     assert_eq!((s, p["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("payment")));
+}
+
+on_both_backends!(online_points_stay_pending_for_the_return_window);
+
+async fn online_points_stay_pending_for_the_return_window(app: TestApp) {
+    catalogue(&app).await;
+    let (s, _) = app
+        .put(
+            "/v1/loyalty/program",
+            &app.admin,
+            json!({"program":{"earn":{"pending_days_online":7}}, "effective_from":"2025-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let m = member_with_points(&app, 80, 0).await;
+    let mini = app.key("channel", None, Some("mini_program")).await;
+    let till = app.key("store", Some("S001"), None).await;
+    let (_, o) =
+        app.post("/v1/orders", &mini, json!({"order_ref":"PD-1","member_id":m,"lines":[{"sku":"A","qty":4}]})).await;
+    assert_eq!(o["points_earned"], 51);
+    let (_, t) =
+        app.post("/v1/orders", &till, json!({"order_ref":"PD-2","member_id":m,"lines":[{"sku":"A","qty":1}]})).await;
+    assert_eq!(t["points_earned"], 12, "till sales are usable at once");
+    let (_, p) = app.get(&format!("/v1/members/{m}/points"), &mini).await;
+    assert_eq!(p["balance"], 12);
+    assert_eq!(p["pending"][0]["points"], 51);
+    assert_eq!(p["pending"][0]["available_at"], "2026-01-08T00:00:00.000Z");
+    // A return inside the window takes the points from what is pending: no shortfall.
+    let (_, r) = app
+        .post(
+            &format!("/v1/orders/{}/returns", o["id"].as_str().unwrap()),
+            &till,
+            json!({"lines":[{"line_id":1,"qty":1}]}),
+        )
+        .await;
+    assert_eq!(
+        (r["points_taken"].as_i64(), r["shortfall_points"].as_i64(), r["refund_fen"].as_i64()),
+        (Some(12), Some(0), Some(1299))
+    );
+    app.clock.advance(7 * 86_400_000);
+    let (_, r) = app.post("/v1/loyalty/expiry-run", &app.admin, json!({})).await;
+    assert_eq!(r["pending_matured"], 1);
+    let (_, p) = app.get(&format!("/v1/members/{m}/points"), &mini).await;
+    assert_eq!((p["balance"].as_i64(), p["pending"].as_array().map(Vec::len)), (Some(12 + 39), Some(0)));
 }
