@@ -74,12 +74,21 @@ async fn serve(o: ServeOpt) -> anyhow::Result<()> {
     for r in &o.unmasked_roles {
         unmasked.push(Role::parse(r.trim()).with_context(|| format!("--unmasked-roles: unknown role `{r}`"))?);
     }
+    let mut by_store = std::collections::HashMap::new();
+    for item in o.offline_points_limit_store.iter().filter(|s| !s.trim().is_empty()) {
+        let (store, points) = item
+            .split_once('=')
+            .and_then(|(s, p)| Some((s.trim().to_string(), p.trim().parse::<i64>().ok()?)))
+            .with_context(|| format!("--offline-points-limit-store: `{item}` is not STORE=POINTS"))?;
+        by_store.insert(store, points);
+    }
     let config = ronghe_server::Config {
         max_body_bytes: o.max_body_bytes,
         rate_limit: Limit { per_second: o.rate_limit, burst: o.rate_burst },
         lookup_rate_limit: Limit { per_second: o.lookup_rate_limit, burst: o.lookup_burst },
         unmasked_roles: unmasked,
         offline_points_limit: o.offline_points_limit,
+        offline_points_limits_by_store: by_store,
         payment_timeout_ms: o.payment_timeout_minutes.max(1) * 60_000,
         ..Default::default()
     };

@@ -111,6 +111,9 @@ pub struct ServeOpt {
     /// Points a till may redeem per order while offline (checked when it syncs its batch).
     #[arg(long, env = "RONGHE_OFFLINE_POINTS_LIMIT", default_value_t = 5_000)]
     pub offline_points_limit: i64,
+    /// Per-store offline limits, e.g. `S001=2000,S002=0` (stores not listed use the default).
+    #[arg(long, env = "RONGHE_OFFLINE_POINTS_LIMITS", value_delimiter = ',')]
+    pub offline_points_limit_store: Vec<String>,
     /// Minutes an online order may wait for payment before it is cancelled.
     #[arg(long, env = "RONGHE_PAYMENT_TIMEOUT_MINUTES", default_value_t = 30)]
     pub payment_timeout_minutes: i64,
@@ -171,6 +174,7 @@ impl ServeOpt {
             lookup_burst: 0.0,
             unmasked_roles: vec!["admin".into(), "marketer".into()],
             offline_points_limit: 5_000,
+            offline_points_limit_store: Vec::new(),
             payment_timeout_minutes: 30,
         }
     }

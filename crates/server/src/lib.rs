@@ -38,6 +38,8 @@ pub struct Config {
     pub idempotency_retention_days: i64,
     /// Points a till may redeem per order while offline (synced with `POST /v1/orders/batch`).
     pub offline_points_limit: i64,
+    /// Per-store overrides of `offline_points_limit` (store id → points).
+    pub offline_points_limits_by_store: HashMap<String, i64>,
     /// How long an online order may wait for payment before it is cancelled.
     pub payment_timeout_ms: i64,
 }
@@ -51,6 +53,7 @@ impl Default for Config {
             unmasked_roles: Role::ALL.iter().copied().filter(|r| r.unmasked_by_default()).collect(),
             idempotency_retention_days: 35,
             offline_points_limit: 5_000,
+            offline_points_limits_by_store: HashMap::new(),
             payment_timeout_ms: 30 * 60_000,
         }
     }

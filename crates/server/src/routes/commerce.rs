@@ -948,7 +948,12 @@ pub async fn batch(
             Err(e) => Err(e),
             Ok(order) => {
                 let now = state.now();
-                let limit = state.config.offline_points_limit;
+                let limit = order
+                    .store_id
+                    .as_ref()
+                    .and_then(|s| state.config.offline_points_limits_by_store.get(s))
+                    .copied()
+                    .unwrap_or(state.config.offline_points_limit);
                 state
                     .store
                     .write(move |tx, kr| {
