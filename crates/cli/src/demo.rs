@@ -127,7 +127,7 @@ const PRODUCTS: &[(&str, &str, &str, i64)] = &[
 const DAY_MS: Millis = 86_400_000;
 
 /// The catalogue and programme of the demo, in force from 400 days ago.
-fn catalogue_and_programme(store: &Store, now: Millis) -> impl std::future::Future<Output = Result<()>> + '_ {
+fn catalogue_and_programme(store: &Store, now: Millis) -> impl std::future::Future<Output = Result<Vec<String>>> + '_ {
     let from = now - 400 * DAY_MS;
     let items: Vec<ronghe_store::catalogue::Item> = PRODUCTS
         .iter()
@@ -154,10 +154,26 @@ fn catalogue_and_programme(store: &Store, now: Millis) -> impl std::future::Futu
         to_ms: now - 29 * DAY_MS,
         multiplier_bp: 20_000,
     });
+    program.tiers = serde_json::from_value(serde_json::json!([
+        {"name": "普通", "min_spend_fen": 0},
+        {"name": "银卡", "min_spend_fen": 50_000, "multiplier_bp": 12_000},
+        {"name": "金卡", "min_spend_fen": 150_000, "multiplier_bp": 15_000},
+        {"name": "钻石", "min_spend_fen": 400_000, "multiplier_bp": 20_000}
+    ]))
+    .unwrap_or_default();
+    // Two coupon templates valid over the demo's year: 满100减20 and 10% off (at most 30 yuan).
+    let templates: Vec<ronghe_domain::coupon::Template> = serde_json::from_value(serde_json::json!([
+        {"name": "满100减20", "benefit": {"type": "amount_off", "threshold_fen": 10_000, "off_fen": 2_000},
+         "validity": {"from_ms": from, "to_ms": now + 30 * DAY_MS}, "per_member_limit": 3},
+        {"name": "全场9折券", "benefit": {"type": "percent_off", "percent_bp": 1_000, "cap_fen": 3_000},
+         "restrictions": {"channels": ["mini_program", "app", "web"]},
+         "validity": {"from_ms": from, "to_ms": now + 30 * DAY_MS}, "budget_fen": 5_000_000}
+    ]))
+    .unwrap_or_default();
     store.write(move |tx, _| {
         ronghe_store::catalogue::upsert(tx, &items, from)?;
         ronghe_store::loyalty::set(tx, &program, from, from)?;
-        Ok(())
+        templates.iter().map(|t| ronghe_store::coupons::create_template(tx, t, from)).collect()
     })
 }
 
@@ -230,14 +246,39 @@ pub async fn load(store: &Store, n: usize, seed: u64, now: Millis) -> Result<(us
             })
             .await?;
     }
-    catalogue_and_programme(store, now).await?;
-    let orders = orders_for(&member_ids, seed, now);
+    let templates = catalogue_and_programme(store, now).await?;
+    // Four in ten members got a coupon a year ago; some of them use it in an order.
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x636f_7570);
+    let mut holders: Vec<(String, String)> = Vec::new();
+    for (m, ..) in &member_ids {
+        if rng.gen_bool(0.4) {
+            holders.push((m.clone(), templates[rng.gen_range(0..templates.len())].clone()));
+        }
+    }
+    let issued_at = now - 365 * DAY_MS;
+    let codes: std::collections::HashMap<String, String> = store
+        .write(move |tx, _| {
+            holders.iter().map(|(m, t)| Ok((m.clone(), ronghe_store::coupons::issue(tx, t, Some(m), issued_at)?.code))).collect()
+        })
+        .await?;
+    let mut orders = orders_for(&member_ids, seed, now);
+    for o in orders.iter_mut() {
+        if let Some(code) = o.member_id.as_ref().and_then(|m| codes.get(m)) {
+            if rng.gen_bool(0.3) {
+                o.coupon_codes = vec![code.clone()];
+            }
+        }
+    }
     for chunk in orders.chunks(1000) {
         let chunk = chunk.to_vec();
         store
             .write(move |tx, _| {
                 for o in &chunk {
                     let mut o = o.clone();
+                    // A coupon that does not apply (threshold, channel, already used) stays home.
+                    if !o.coupon_codes.is_empty() && ronghe_store::orders::prepare(tx, &o).is_err() {
+                        o.coupon_codes.clear();
+                    }
                     if o.points_to_redeem > 0 {
                         // Redeem what the balance and the programme allow, in whole hundreds.
                         let member = ronghe_store::members::resolve(tx, o.member_id.as_deref().unwrap_or(""))?;
