@@ -258,7 +258,10 @@ pub async fn load(store: &Store, n: usize, seed: u64, now: Millis) -> Result<(us
     let issued_at = now - 365 * DAY_MS;
     let codes: std::collections::HashMap<String, String> = store
         .write(move |tx, _| {
-            holders.iter().map(|(m, t)| Ok((m.clone(), ronghe_store::coupons::issue(tx, t, Some(m), issued_at)?.code))).collect()
+            holders
+                .iter()
+                .map(|(m, t)| Ok((m.clone(), ronghe_store::coupons::issue(tx, t, Some(m), issued_at)?.code)))
+                .collect()
         })
         .await?;
     let mut orders = orders_for(&member_ids, seed, now);

@@ -241,6 +241,7 @@ mod ledger {
             qty: i64,
             redeem: i64,
             online: bool,
+            coupon: Option<usize>,
         },
         Cancel {
             order: usize,
@@ -265,7 +266,8 @@ mod ledger {
 
     pub fn cmd() -> impl Strategy<Value = Cmd> {
         prop_oneof![
-            4 => (0usize..3, 1i64..5, 0i64..3000, any::<bool>()).prop_map(|(member, qty, redeem, online)| Cmd::Order { member, qty, redeem, online }),
+            4 => (0usize..3, 1i64..5, 0i64..3000, any::<bool>(), proptest::option::of(0usize..2))
+                .prop_map(|(member, qty, redeem, online, coupon)| Cmd::Order { member, qty, redeem, online, coupon }),
             2 => (0usize..8).prop_map(|order| Cmd::Cancel { order }),
             2 => (0usize..3, -2000i64..3000).prop_map(|(member, points)| Cmd::Adjust { member, points }),
             1 => (0usize..3, 0usize..3).prop_map(|(into, from)| Cmd::Merge { into, from }),
@@ -291,6 +293,18 @@ mod ledger {
             let mut program = ronghe_domain::loyalty::Program::default();
             program.expiry = ronghe_domain::loyalty::Expiry::Days { days: 3 };
             rt.block_on(store.write(move |tx, _| ronghe_store::loyalty::set(tx, &program, 0, 0))).unwrap();
+            let template: ronghe_domain::coupon::Template = serde_json::from_value(serde_json::json!({
+                "name": "t", "benefit": {"type": "amount_off", "threshold_fen": 0, "off_fen": 500},
+                "validity": {"from_ms": 0, "to_ms": 1_000_000_000_000_000i64}}))
+            .unwrap();
+            let codes: Vec<String> = rt
+                .block_on(store.write(move |tx, _| {
+                    let t = ronghe_store::coupons::create_template(tx, &template, 0)?;
+                    (0..2)
+                        .map(|_| ronghe_store::coupons::issue(tx, &t, None, 0).map(|c| c.code))
+                        .collect::<ronghe_store::Result<Vec<_>>>()
+                }))
+                .unwrap();
             let mut ids = Vec::new();
             for i in 0..3 {
                 let reg = Registration { identities: vec![(pool_identity(i * 3), true)], ..Default::default() };
@@ -304,7 +318,7 @@ mod ledger {
             for (n, c) in cmds.iter().enumerate() {
                 now += 1;
                 match c.clone() {
-                    Cmd::Order { member, qty, redeem, online } => {
+                    Cmd::Order { member, qty, redeem, online, coupon } => {
                         let g = group[member];
                         let o = NewOrder {
                             order_ref: format!("r{n}"),
@@ -314,13 +328,20 @@ mod ledger {
                             associate_id: None,
                             lines: vec![LineIn { sku: "A".into(), qty, unit_price_fen: None, override_reason: None }],
                             points_to_redeem: redeem,
-                            coupon_codes: Vec::new(),
+                            coupon_codes: coupon.map(|c| vec![codes[c].clone()]).unwrap_or_default(),
                             placed_at: now,
                             awaiting_payment: false,
                         };
                         let r = rt.block_on(store.write(move |tx, _| orders::place(tx, &o, now)));
-                        let max = qty * 1999 / 2;
-                        if redeem > balance[g] || redeem > max {
+                        if coupon.is_some() {
+                            // Whether the coupon was free is checked against the store below.
+                            if let Ok((o, _)) = r {
+                                prop_assert_eq!(o.discount_fen, 500);
+                                prop_assert_eq!(o.points_earned, (qty * 1999 - 500 - redeem) / 100);
+                                balance[g] += o.points_earned - redeem;
+                                placed.push((o.id, member, redeem, o.points_earned, online));
+                            }
+                        } else if redeem > balance[g] || redeem > qty * 1999 / 2 {
                             prop_assert!(r.is_err(), "{c:?} should be refused: balance {}", balance[g]);
                         } else {
                             let (o, _) = r.unwrap();
@@ -405,6 +426,25 @@ mod ledger {
                             }
                         }
                     }
+                }
+                for code in &codes {
+                    let code = code.clone();
+                    let (active, redeemed) = store
+                        .read_blocking(move |tx, _| {
+                            let active = tx
+                                .query_one(
+                                    "SELECT count(*) FROM order_coupons oc JOIN orders o ON o.id = oc.order_id
+                                     WHERE oc.code = $1 AND o.status IN ('completed', 'placed', 'awaiting_payment')",
+                                    ronghe_store::vals![code.as_str()],
+                                )?
+                                .unwrap()
+                                .i64(0)?;
+                            let status = ronghe_store::coupons::get(tx, &code)?.unwrap().status;
+                            Ok((active, status == "redeemed"))
+                        })
+                        .unwrap();
+                    prop_assert!(active <= 1, "a coupon is held by at most one order");
+                    prop_assert_eq!(active == 1, redeemed, "redeemed exactly while an order holds it");
                 }
                 for (i, id) in ids.iter().enumerate() {
                     let id = id.clone();

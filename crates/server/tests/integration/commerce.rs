@@ -608,10 +608,18 @@ async fn offline_batches_apply_each_order_once_and_flag_uncovered_redemptions(ap
     assert_eq!(b["results"][0]["order"]["points_redeemed"], 5000);
     let other = app.key("store", Some("S002"), None).await;
     let (_, b) = app
-        .post("/v1/orders/batch", &other, json!({"orders":[{"idempotency_key":"S002-k1","order":{"order_ref":"OFF-9","member_id":rich,
-            "points_to_redeem":300,"lines":[{"sku":"A","qty":10}]}}]}))
+        .post(
+            "/v1/orders/batch",
+            &other,
+            json!({"orders":[{"idempotency_key":"S002-k1","order":{"order_ref":"OFF-9","member_id":rich,
+            "points_to_redeem":300,"lines":[{"sku":"A","qty":10}]}}]}),
+        )
         .await;
-    assert_eq!((b["results"][0]["flag"]["code"].as_str(), b["results"][0]["order"]["points_redeemed"].as_i64()), (Some("offline_limit_exceeded"), Some(100)), "S002 has its own limit");
+    assert_eq!(
+        (b["results"][0]["flag"]["code"].as_str(), b["results"][0]["order"]["points_redeemed"].as_i64()),
+        (Some("offline_limit_exceeded"), Some(100)),
+        "S002 has its own limit"
+    );
     let (_, b) = app
         .post("/v1/orders/batch", &other, json!({"orders":[{"idempotency_key":"x","order":{"order_ref":"OFF-8","store_id":"S001","lines":[{"sku":"A","qty":1}]}}]}))
         .await;
