@@ -552,6 +552,17 @@ pub async fn get_order(
     Ok(axum::Json(order_view(&o)))
 }
 
+/// A scoped key acts only on its own channel's or store's orders.
+fn own_order(p: &ronghe_domain::auth::Principal, o: &Order, verb: &str) -> ronghe_store::Result<()> {
+    let other_channel = p.channel.as_ref().is_some_and(|c| *c != o.channel);
+    let other_store = p.store_id.as_ref().is_some_and(|s| Some(s) != o.store_id.as_ref());
+    if other_channel || other_store {
+        let msg = format!("this key may {verb} only its own channel's or store's orders");
+        return Err(DomainError::new(ronghe_domain::Code::Forbidden, msg).into());
+    }
+    Ok(())
+}
+
 /// Cancel an order that has not been fulfilled
 ///
 /// Redeemed points come back and earned points are taken back, in one transaction. A till
@@ -572,15 +583,7 @@ pub async fn cancel(
         .store
         .write(move |tx, _| {
             let existing = orders::get(tx, &id)?.ok_or_else(|| DomainError::not_found("order"))?;
-            if p.channel.as_ref().is_some_and(|c| *c != existing.channel)
-                || p.store_id.as_ref().is_some_and(|s| Some(s) != existing.store_id.as_ref())
-            {
-                return Err(DomainError::new(
-                    ronghe_domain::Code::Forbidden,
-                    "this key may cancel only its own channel's or store's orders",
-                )
-                .into());
-            }
+            own_order(&p, &existing, "cancel")?;
             let o = orders::cancel(tx, &id, now)?;
             audit_admin(tx, &p, now, "order.cancel", Some(&id))?;
             Ok(o)
@@ -1085,13 +1088,7 @@ pub async fn pay(
         .store
         .write(move |tx, _| {
             let existing = orders::get(tx, &id)?.ok_or_else(|| DomainError::not_found("order"))?;
-            if p.channel.as_ref().is_some_and(|c| *c != existing.channel) {
-                return Err(DomainError::new(
-                    ronghe_domain::Code::Forbidden,
-                    "this key may pay only its own channel's orders",
-                )
-                .into());
-            }
+            own_order(&p, &existing, "pay")?;
             let o = orders::pay(tx, &id, now)?;
             audit_admin(tx, &p, now, "order.pay", Some(&id))?;
             Ok(o)
