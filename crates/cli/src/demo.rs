@@ -266,10 +266,10 @@ pub async fn load(store: &Store, n: usize, seed: u64, now: Millis) -> Result<(us
         .await?;
     let mut orders = orders_for(&member_ids, seed, now);
     for o in orders.iter_mut() {
-        if let Some(code) = o.member_id.as_ref().and_then(|m| codes.get(m)) {
-            if rng.gen_bool(0.3) {
-                o.coupon_codes = vec![code.clone()];
-            }
+        if let Some(code) = o.member_id.as_ref().and_then(|m| codes.get(m))
+            && rng.gen_bool(0.3)
+        {
+            o.coupon_codes = vec![code.clone()];
         }
     }
     for chunk in orders.chunks(1000) {

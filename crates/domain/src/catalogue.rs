@@ -53,14 +53,14 @@ pub fn check_item(
     if category.trim().is_empty() || category.chars().count() > 64 {
         v.push(format!("{prefix}.category"), "1 to 64 characters");
     }
-    if !(0..=100_000_000_00).contains(&price_fen) {
+    if !(0..=10_000_000_000).contains(&price_fen) {
         v.push(format!("{prefix}.price_fen"), "0 to 100,000,000.00 yuan, in fen");
     }
     for (ch, p) in channel_prices {
         if !check_channel(ch) {
             v.push(format!("{prefix}.channel_prices_fen.{ch}"), "channel names are snake_case");
         }
-        if !(0..=100_000_000_00).contains(p) {
+        if !(0..=10_000_000_000).contains(p) {
             v.push(format!("{prefix}.channel_prices_fen.{ch}"), "0 to 100,000,000.00 yuan, in fen");
         }
     }

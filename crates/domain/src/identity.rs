@@ -167,10 +167,10 @@ pub fn normalize_phone(raw: &str) -> Result<String, DomainError> {
     if !(8..=15).contains(&digits.len()) || digits.starts_with('0') {
         return Err(DomainError::field("value", "an E.164 phone number has 8 to 15 digits after the +"));
     }
-    if let Some(national) = digits.strip_prefix("86") {
-        if !is_cn_mobile(national) {
-            return Err(DomainError::field("value", "a +86 number must be an 11-digit mobile starting 13–19"));
-        }
+    if let Some(national) = digits.strip_prefix("86")
+        && !is_cn_mobile(national)
+    {
+        return Err(DomainError::field("value", "a +86 number must be an 11-digit mobile starting 13–19"));
     }
     Ok(format!("+{digits}"))
 }

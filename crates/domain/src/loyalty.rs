@@ -213,17 +213,17 @@ impl Program {
         if !(1..=3650).contains(&self.tier_window_days) {
             v.push("tier_window_days", "1 to 3650");
         }
-        if let Expiry::Days { days } = self.expiry {
-            if !(1..=3650).contains(&days) {
-                v.push("expiry.days", "1 to 3650");
-            }
+        if let Expiry::Days { days } = self.expiry
+            && !(1..=3650).contains(&days)
+        {
+            v.push("expiry.days", "1 to 3650");
         }
         v.finish()
     }
 
     /// The tier that `spend_fen` in the window reaches (the highest whose minimum it meets).
     pub fn tier_for(&self, spend_fen: i64) -> Option<&Tier> {
-        self.tiers.iter().filter(|t| t.min_spend_fen <= spend_fen).last()
+        self.tiers.iter().rfind(|t| t.min_spend_fen <= spend_fen)
     }
 
     /// The rank of a tier by name (higher is better); unknown or none ranks lowest.

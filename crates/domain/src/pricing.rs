@@ -97,10 +97,10 @@ pub fn apply_coupons(
     coupons: &[Held],
     remaining: &mut [i64],
 ) -> Result<Vec<CouponDiscount>, DomainError> {
-    if coupons.len() > 1 {
-        if let Some((i, c)) = coupons.iter().enumerate().find(|(_, c)| !c.template.stackable) {
-            return Err(refused(i, &c.code, Refusal::NotStackable));
-        }
+    if coupons.len() > 1
+        && let Some((i, c)) = coupons.iter().enumerate().find(|(_, c)| !c.template.stackable)
+    {
+        return Err(refused(i, &c.code, Refusal::NotStackable));
     }
     let mut order: Vec<usize> = (0..coupons.len()).collect();
     order.sort_by_key(|i| (coupons[*i].template.benefit.rank(), *i));
@@ -167,7 +167,7 @@ pub fn price(
     let (channel, placed_at) = (ctx.channel, ctx.placed_at);
     let mut subtotals = Vec::with_capacity(lines.len());
     for (i, l) in lines.iter().enumerate() {
-        let s = l.unit_price_fen.checked_mul(l.qty).filter(|s| *s <= 1_000_000_000_00);
+        let s = l.unit_price_fen.checked_mul(l.qty).filter(|s| *s <= 100_000_000_000);
         match s {
             Some(s) => subtotals.push(s),
             None => return Err(DomainError::field(format!("lines[{i}].qty"), "the line is too large")),

@@ -103,10 +103,10 @@ impl AppState {
     /// cost a query per request.
     pub async fn principal(&self, secret: &str) -> Result<Option<Principal>, ApiError> {
         let hash = keys::hash(secret);
-        if let Some((p, at)) = self.key_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&hash) {
-            if at.elapsed() < KEY_CACHE_TTL {
-                return Ok(p.clone());
-            }
+        if let Some((p, at)) = self.key_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&hash)
+            && at.elapsed() < KEY_CACHE_TTL
+        {
+            return Ok(p.clone());
         }
         let s = secret.to_string();
         let p = self.store.read_short(move |tx, _| keys::find(tx, &s)).await?;

@@ -118,11 +118,7 @@ pub fn get(tx: &mut dyn Tx, code: &str) -> Result<Option<CouponRecord>> {
     );
     let Some(r) = tx.query_one(&sql, vals![code.trim().to_ascii_uppercase()])? else { return Ok(None) };
     let template: Template = serde_json::from_str(&r.string(8)?).map_err(|e| DbError::Other(e.to_string()))?;
-    let member_id = match r.opt_string(2)? {
-        // Coupons follow their member through merges.
-        Some(m) => Some(members::resolve(tx, &m).unwrap_or(m)),
-        None => None,
-    };
+    let member_id = r.opt_string(2)?.map(|m| members::resolve(tx, &m).unwrap_or(m));
     let status = r.string(3)?;
     let held = Held {
         code: r.string(0)?,

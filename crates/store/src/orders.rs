@@ -176,12 +176,12 @@ fn prepare_with_coupons(tx: &mut dyn Tx, o: &NewOrder) -> Result<Prepared> {
         tier: tier.as_deref(),
     };
     let priced = pricing::price(&program, &ctx, &lines, &held, o.points_to_redeem, member.is_some())?;
-    if let Some(m) = &member {
-        if o.points_to_redeem > 0 {
-            let b = points::balance(tx, m)?;
-            if b < o.points_to_redeem {
-                return Err(DomainError::new(Code::InsufficientPoints, format!("the balance is {b} points")).into());
-            }
+    if let Some(m) = &member
+        && o.points_to_redeem > 0
+    {
+        let b = points::balance(tx, m)?;
+        if b < o.points_to_redeem {
+            return Err(DomainError::new(Code::InsufficientPoints, format!("the balance is {b} points")).into());
         }
     }
     for (l, p) in resolved.iter_mut().zip(&priced.lines) {

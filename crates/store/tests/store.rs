@@ -54,10 +54,10 @@ fn open(backend: &Backend, key: &str, schema: Option<&str>) -> Result<Store, Err
 
 fn backends() -> Vec<Backend> {
     let mut v = vec![Backend::Sqlite(tempfile::tempdir().unwrap())];
-    if let Ok(url) = std::env::var("RONGHE_TEST_DATABASE_URL") {
-        if !url.is_empty() {
-            v.push(Backend::Postgres(url));
-        }
+    if let Ok(url) = std::env::var("RONGHE_TEST_DATABASE_URL")
+        && !url.is_empty()
+    {
+        v.push(Backend::Postgres(url));
     }
     v
 }

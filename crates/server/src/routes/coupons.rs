@@ -58,7 +58,7 @@ pub async fn create_template(
         .write(move |tx, _| {
             let id = coupons::create_template(tx, &t, now)?;
             audit_admin(tx, &p, now, "coupon_template.create", Some(&id))?;
-            Ok(coupons::template(tx, &id)?)
+            coupons::template(tx, &id)
         })
         .await?
         .ok_or_else(|| DomainError::not_found("coupon template"))?;

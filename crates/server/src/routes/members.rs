@@ -173,10 +173,10 @@ pub async fn get(
 
 async fn lookup_any(state: &AppState, caller: &Caller, q: LookupIn) -> ApiResult<axum::Json<MemberView>> {
     caller.require(Action::ReadMember)?;
-    if caller.0.role != Role::Admin {
-        if let Err(retry) = state.limiter.check(&caller.0.key_id, crate::ratelimit::Bucket::Lookups) {
-            return Err(crate::middleware::rate_limited(retry));
-        }
+    if caller.0.role != Role::Admin
+        && let Err(retry) = state.limiter.check(&caller.0.key_id, crate::ratelimit::Bucket::Lookups)
+    {
+        return Err(crate::middleware::rate_limited(retry));
     }
     let now = state.now();
     let rec = if q.kind == "qr_token" {
