@@ -141,7 +141,17 @@ impl From<&Decision> for ConsentView {
     }
 }
 
-/// The member 360° view. Points, tier, tags, RFM and orders join it as those features land.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderSummaryView {
+    pub id: String,
+    pub channel: String,
+    pub store_id: Option<String>,
+    pub status: String,
+    pub placed_at: String,
+    pub payable_fen: i64,
+}
+
+/// The member 360° view. Tags, RFM and lifecycle join it with the customer data platform.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MemberView {
     pub id: String,
@@ -159,6 +169,11 @@ pub struct MemberView {
     pub identities: Vec<IdentityView>,
     pub consents: Vec<ConsentView>,
     pub merged_from: Vec<String>,
+    /// The loyalty tier, if the programme has tiers and the member reached one.
+    pub tier: Option<String>,
+    pub points_balance: i64,
+    /// The latest five orders, newest first.
+    pub recent_orders: Vec<OrderSummaryView>,
     pub source: SourceView,
     pub created_at: String,
     pub updated_at: String,
@@ -199,6 +214,20 @@ impl MemberView {
                 .collect(),
             consents: m.consents.iter().map(ConsentView::from).collect(),
             merged_from: m.merged_from.clone(),
+            tier: m.tier.clone(),
+            points_balance: m.points_balance,
+            recent_orders: m
+                .recent_orders
+                .iter()
+                .map(|o| OrderSummaryView {
+                    id: o.id.clone(),
+                    channel: o.channel.clone(),
+                    store_id: o.store_id.clone(),
+                    status: o.status.clone(),
+                    placed_at: rfc3339(o.placed_at),
+                    payable_fen: o.payable_fen,
+                })
+                .collect(),
             source: SourceView { channel: m.source.channel.clone(), store_id: m.source.store_id.clone() },
             created_at: rfc3339(m.created_at),
             updated_at: rfc3339(m.updated_at),

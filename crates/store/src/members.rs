@@ -89,6 +89,10 @@ pub struct MemberRecord {
     pub consents: Vec<Decision>,
     pub source: Source,
     pub merged_from: Vec<String>,
+    pub tier: Option<String>,
+    pub points_balance: i64,
+    /// The latest orders, newest first.
+    pub recent_orders: Vec<crate::orders::OrderSummary>,
 }
 
 #[derive(Debug, Clone)]
@@ -511,7 +515,7 @@ pub fn change_consents(
 /// The member row and its wrapped data key in one query (the hot path of every lookup).
 const MEMBER_ROW: &str = "SELECT m.status, m.merged_into, m.seq, m.created_at, m.updated_at, m.source_channel,
         m.source_store, m.gender, m.city, m.name_enc, m.birthday_enc, m.address_enc, m.attributes, k.wrapped,
-        m.absorbed
+        m.absorbed, m.tier
     FROM members m LEFT JOIN member_keys k ON k.member_id = m.id WHERE m.id = $1";
 
 pub fn load(tx: &mut dyn Tx, kr: &Keyring, requested: &str) -> Result<MemberRecord> {
@@ -551,8 +555,13 @@ pub fn load(tx: &mut dyn Tx, kr: &Keyring, requested: &str) -> Result<MemberReco
             .map(|r| r.string(0))
             .collect::<Result<Vec<_>, _>>()?
     };
+    let points_balance = crate::points::balance(tx, &id)?;
+    let recent_orders = crate::orders::recent(tx, &id, 5)?;
     Ok(MemberRecord {
         requested_id: (id != requested).then(|| requested.to_string()),
+        tier: r.opt_string(15)?,
+        points_balance,
+        recent_orders,
         seq: r.i64(2)?,
         created_at: r.i64(3)?,
         updated_at: r.i64(4)?,

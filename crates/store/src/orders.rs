@@ -479,3 +479,35 @@ pub fn cancel_unpaid(tx: &mut dyn Tx, timeout_ms: i64, now: Millis) -> Result<Ve
     }
     Ok(ids)
 }
+
+/// An order in a member's 360° view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderSummary {
+    pub id: String,
+    pub channel: String,
+    pub store_id: Option<String>,
+    pub status: String,
+    pub placed_at: Millis,
+    pub payable_fen: i64,
+}
+
+/// A member's latest `limit` orders, newest first.
+pub fn recent(tx: &mut dyn Tx, member_id: &str, limit: i64) -> Result<Vec<OrderSummary>> {
+    tx.query(
+        "SELECT id, channel, store_id, status, placed_at, payable_fen FROM orders WHERE member_id = $1
+         ORDER BY placed_at DESC, id DESC LIMIT $2",
+        vals![member_id, limit],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(OrderSummary {
+            id: r.string(0)?,
+            channel: r.string(1)?,
+            store_id: r.opt_string(2)?,
+            status: r.string(3)?,
+            placed_at: r.i64(4)?,
+            payable_fen: r.i64(5)?,
+        })
+    })
+    .collect()
+}

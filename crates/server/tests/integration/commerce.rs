@@ -698,6 +698,9 @@ async fn tiers_upgrade_at_once_and_go_down_only_at_review(app: TestApp) {
     assert_eq!(o1["points_earned"], 103, "no tier yet: 103.92 yuan earns 103");
     let (_, p) = app.get(&format!("/v1/members/{m}/points"), &till).await;
     assert_eq!((p["tier"].as_str(), p["tier_spend_fen"].as_i64()), (Some("银卡"), Some(10392)), "upgraded at once");
+    let (_, view) = app.get(&format!("/v1/members/{m}"), &till).await;
+    assert_eq!((view["tier"].as_str(), view["points_balance"].as_i64()), (Some("银卡"), Some(103)), "the 360° view");
+    assert_eq!(view["recent_orders"][0]["id"], o1["id"]);
     let (_, o2) =
         app.post("/v1/orders", &till, json!({"order_ref":"T-2","member_id":m,"lines":[{"sku":"A","qty":1}]})).await;
     assert_eq!(o2["points_earned"], 25, "银卡 doubles: 12.99 yuan earns 25");
