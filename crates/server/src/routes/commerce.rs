@@ -563,6 +563,30 @@ fn own_order(p: &ronghe_domain::auth::Principal, o: &Order, verb: &str) -> rongh
     Ok(())
 }
 
+/// Run `command` on an order the caller's key may act on (its own channel's or store's),
+/// audited for admins as `order.{verb}`, in one transaction.
+async fn on_own_order(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+    verb: &'static str,
+    command: fn(&mut dyn ronghe_store::db::Tx, &str, i64) -> ronghe_store::Result<Order>,
+) -> ApiResult<axum::Json<OrderView>> {
+    let now = state.now();
+    let p = caller.0.clone();
+    let o = state
+        .store
+        .write(move |tx, _| {
+            let existing = orders::get(tx, &id)?.ok_or_else(|| DomainError::not_found("order"))?;
+            own_order(&p, &existing, verb)?;
+            let o = command(tx, &id, now)?;
+            audit_admin(tx, &p, now, &format!("order.{verb}"), Some(&id))?;
+            Ok(o)
+        })
+        .await?;
+    Ok(axum::Json(order_view(&o)))
+}
+
 /// Cancel an order that has not been fulfilled
 ///
 /// Redeemed points come back and earned points are taken back, in one transaction. A till
@@ -577,19 +601,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<OrderView>> {
     caller.require(Action::CancelOrder)?;
-    let now = state.now();
-    let p = caller.0.clone();
-    let o = state
-        .store
-        .write(move |tx, _| {
-            let existing = orders::get(tx, &id)?.ok_or_else(|| DomainError::not_found("order"))?;
-            own_order(&p, &existing, "cancel")?;
-            let o = orders::cancel(tx, &id, now)?;
-            audit_admin(tx, &p, now, "order.cancel", Some(&id))?;
-            Ok(o)
-        })
-        .await?;
-    Ok(axum::Json(order_view(&o)))
+    on_own_order(&state, &caller, id, "cancel", orders::cancel).await
 }
 
 // ---------- points ----------
@@ -1082,19 +1094,7 @@ pub async fn pay(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<OrderView>> {
     caller.require(Action::PlaceOrder)?;
-    let now = state.now();
-    let p = caller.0.clone();
-    let o = state
-        .store
-        .write(move |tx, _| {
-            let existing = orders::get(tx, &id)?.ok_or_else(|| DomainError::not_found("order"))?;
-            own_order(&p, &existing, "pay")?;
-            let o = orders::pay(tx, &id, now)?;
-            audit_admin(tx, &p, now, "order.pay", Some(&id))?;
-            Ok(o)
-        })
-        .await?;
-    Ok(axum::Json(order_view(&o)))
+    on_own_order(&state, &caller, id, "pay", orders::pay).await
 }
 
 #[derive(Debug, Serialize, ToSchema)]
