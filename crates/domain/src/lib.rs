@@ -1,14 +1,19 @@
 //! The pure core of Ronghe: identities and their normalisation, masking, profiles and custom
 //! attributes, consent, member merging, roles, money, the catalogue's prices, the loyalty
-//! programme, order pricing and the error codes. No IO, no async, no clock:
+//! programme, order pricing, behaviour events, built-in dimensions, RFM, lifecycle, the segment
+//! rule language and the error codes. No IO, no async, no clock:
 //! time comes in as a parameter (Unix milliseconds), so every rule here is testable alone.
 
 pub mod auth;
+pub mod calendar;
 pub mod catalogue;
 pub mod consent;
 pub mod coupon;
+pub mod dims;
 pub mod error;
+pub mod events;
 pub mod identity;
+pub mod lifecycle;
 pub mod loyalty;
 pub mod mask;
 pub mod merge;
@@ -17,6 +22,8 @@ pub mod pricing;
 pub mod profile;
 pub mod qr;
 pub mod returns;
+pub mod rfm;
+pub mod segment;
 
 pub use error::{Code, DomainError, FieldError};
 
