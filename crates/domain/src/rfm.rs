@@ -95,7 +95,7 @@ pub struct Raw {
 }
 
 /// Scores 1..=k; 0 means "no purchase yet" (not scored).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct Scores {
     pub r: u8,
     pub f: u8,
