@@ -90,6 +90,7 @@ async fn serve(o: ServeOpt) -> anyhow::Result<()> {
         offline_points_limit: o.offline_points_limit,
         offline_points_limits_by_store: by_store,
         payment_timeout_ms: o.payment_timeout_minutes.max(1) * 60_000,
+        tracking_origins: o.tracking_origins.clone(),
         ..Default::default()
     };
     let listener =

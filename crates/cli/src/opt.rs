@@ -117,6 +117,10 @@ pub struct ServeOpt {
     /// Minutes an online order may wait for payment before it is cancelled.
     #[arg(long, env = "RONGHE_PAYMENT_TIMEOUT_MINUTES", default_value_t = 30)]
     pub payment_timeout_minutes: i64,
+    /// Web origins allowed to send events from a browser (CORS on the tracking endpoints),
+    /// comma-separated, e.g. `https://shop.example.cn`; `*` allows any.
+    #[arg(long, env = "RONGHE_TRACKING_ORIGINS", value_delimiter = ',')]
+    pub tracking_origins: Vec<String>,
     /// Roles that see personal data unmasked (comma-separated).
     #[arg(long, env = "RONGHE_UNMASKED_ROLES", value_delimiter = ',', default_value = "admin,marketer")]
     pub unmasked_roles: Vec<String>,
@@ -176,6 +180,7 @@ impl ServeOpt {
             offline_points_limit: 5_000,
             offline_points_limit_store: Vec::new(),
             payment_timeout_minutes: 30,
+            tracking_origins: Vec::new(),
         }
     }
 }

@@ -51,6 +51,10 @@ impl Role {
             ManageCatalogue | AdjustPoints => self == Admin,
             PlaceOrder | CancelOrder => matches!(self, Admin | Store | Channel),
             ReadOrder => matches!(self, Admin | Marketer | Analyst | Store | Channel),
+            Track => matches!(self, Admin | Store | Channel | Tracker),
+            ReadAudience | ExportAudience => matches!(self, Admin | Marketer | Analyst),
+            ManageAudience => matches!(self, Admin | Marketer),
+            TagMembers => matches!(self, Admin | Marketer | Channel),
         }
     }
 
@@ -85,6 +89,15 @@ pub enum Action {
     ManageCoupons,
     IssueCoupons,
     ReadCoupons,
+    /// Send behaviour events (the tracking API).
+    Track,
+    /// Segment counts, RFM, lifecycle, data quality, event exports (no personal data).
+    ReadAudience,
+    ExportAudience,
+    /// Define tags and segments, change RFM and lifecycle rules.
+    ManageAudience,
+    /// Add and remove manual tags on members.
+    TagMembers,
 }
 
 /// Who is calling: an API key's id, role and scope.

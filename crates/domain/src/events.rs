@@ -207,8 +207,15 @@ pub struct Event {
 const PERSONAL_CONTEXT_KEYS: &[&str] = &["ip", "traits"];
 
 /// Check and normalise one message received at `received_at`; `oldest` is the first instant
-/// the retention keeps. `batch_sent_at` is the batch's `sentAt`, used when the message has none.
-pub fn parse(raw: &str, received_at: Millis, batch_sent_at: Option<&str>, oldest: Millis) -> Result<Event, Reason> {
+/// the retention keeps. `batch_sent_at` is the batch's `sentAt`, used when the message has none;
+/// `endpoint` is the type named by a single-message endpoint, used when the message has none.
+pub fn parse(
+    raw: &str,
+    received_at: Millis,
+    batch_sent_at: Option<&str>,
+    oldest: Millis,
+    endpoint: Option<Kind>,
+) -> Result<Event, Reason> {
     if raw.len() > MAX_MESSAGE_BYTES {
         return Err(Reason::TooLarge);
     }
@@ -217,7 +224,10 @@ pub fn parse(raw: &str, received_at: Millis, batch_sent_at: Option<&str>, oldest
         return Err(Reason::NotAnObject);
     }
     let w: Wire = serde_json::from_str(raw).map_err(|_| Reason::InvalidField)?;
-    let kind = w.kind.as_deref().and_then(Kind::parse).ok_or(Reason::UnknownType)?;
+    let kind = match w.kind.as_deref() {
+        Some(k) => Kind::parse(k).ok_or(Reason::UnknownType)?,
+        None => endpoint.ok_or(Reason::UnknownType)?,
+    };
     let clean = |v: Option<Cow<str>>| -> Result<Option<String>, Reason> {
         match v {
             None => Ok(None),
@@ -339,7 +349,7 @@ mod tests {
     const NOW: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
     fn ok(raw: &str) -> Event {
-        parse(raw, NOW, None, 0).expect("valid message")
+        parse(raw, NOW, None, 0, None).expect("valid message")
     }
 
     #[test]
@@ -375,7 +385,7 @@ mod tests {
 
     #[test]
     fn each_refusal_has_its_reason() {
-        let no = |raw: &str| parse(raw, NOW, None, NOW - 86_400_000).expect_err(raw);
+        let no = |raw: &str| parse(raw, NOW, None, NOW - 86_400_000, None).expect_err(raw);
         assert_eq!(no("[1]"), Reason::NotAnObject);
         assert_eq!(no(r#"{"type":"fly","userId":"u"}"#), Reason::UnknownType);
         assert_eq!(no(r#"{"type":"track","event":"x"}"#), Reason::MissingId);
@@ -396,5 +406,11 @@ mod tests {
         let raw = r#"{"type":"track","event":"x","userId":"u"}"#;
         assert_eq!(ok(raw).message_id, ok(raw).message_id);
         assert!(ok(raw).message_id.starts_with("sha256:"));
+    }
+
+    #[test]
+    fn the_endpoint_names_the_type_when_the_message_does_not() {
+        let e = parse(r#"{"event":"x","userId":"u"}"#, NOW, None, 0, Some(Kind::Track)).expect("track");
+        assert_eq!(e.kind, Kind::Track);
     }
 }

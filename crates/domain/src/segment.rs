@@ -111,6 +111,31 @@ impl Rule {
         }
     }
 
+    /// Replace each rule tag by its rule (rule tags are named rules; their rules name no
+    /// other rule tag), so that the index answers them live.
+    pub fn expand(self, rule_tags: &BTreeMap<String, Rule>) -> Rule {
+        match self {
+            Rule::All(v) => Rule::All(v.into_iter().map(|r| r.expand(rule_tags)).collect()),
+            Rule::Any(v) => Rule::Any(v.into_iter().map(|r| r.expand(rule_tags)).collect()),
+            Rule::Not(r) => Rule::Not(Box::new(r.expand(rule_tags))),
+            Rule::Tag(t) => match rule_tags.get(&t) {
+                Some(r) => r.clone(),
+                None => Rule::Tag(t),
+            },
+            other => other,
+        }
+    }
+
+    /// The tags a rule names.
+    pub fn tags(&self) -> Vec<&str> {
+        match self {
+            Rule::All(v) | Rule::Any(v) => v.iter().flat_map(Rule::tags).collect(),
+            Rule::Not(r) => r.tags(),
+            Rule::Tag(t) => vec![t.as_str()],
+            _ => Vec::new(),
+        }
+    }
+
     /// The reference evaluation for one member on `today` (days since 1970 in the tenant's zone).
     pub fn matches(&self, f: &Facts, today: i32) -> bool {
         match self {

@@ -502,6 +502,43 @@ impl AudienceIndex {
         d.values.iter().zip(&d.bitmaps).filter(|(_, b)| !b.is_empty()).map(|(v, b)| (v.clone(), b.len())).collect()
     }
 
+    /// A member's (first) value of a dimension.
+    pub fn dim_value(&self, member_id: &str, dim: Dim) -> Option<String> {
+        let no = *self.nos.get(member_id)?;
+        let d = &self.dims[dim_slot(dim)];
+        match d.column[no as usize] {
+            NONE => d.values.iter().zip(&d.bitmaps).find(|(_, b)| b.contains(no)).map(|(v, _)| v.clone()),
+            c => Some(d.values[usize::from(c)].clone()),
+        }
+    }
+
+    /// All of a member's values of a dimension.
+    pub fn dim_values(&self, member_id: &str, dim: Dim) -> Vec<String> {
+        let Some(no) = self.nos.get(member_id).copied() else { return Vec::new() };
+        let d = &self.dims[dim_slot(dim)];
+        d.values.iter().zip(&d.bitmaps).filter(|(_, b)| b.contains(no)).map(|(v, _)| v.clone()).collect()
+    }
+
+    /// The manual tags a member holds.
+    pub fn member_tags(&self, member_id: &str) -> Vec<String> {
+        let Some(no) = self.nos.get(member_id).copied() else { return Vec::new() };
+        self.tags.iter().filter(|(_, b)| b.contains(no)).map(|(t, _)| t.clone()).collect()
+    }
+
+    pub fn has_profiling(&self, member_id: &str) -> bool {
+        self.nos.get(member_id).is_some_and(|no| self.profiling.contains(*no))
+    }
+
+    /// A member's RFM scores (zero when never bought) and lifecycle stage.
+    pub fn scores(&self, member_id: &str) -> Option<(Scores, Stage)> {
+        let no = *self.nos.get(member_id)?;
+        if !self.present.contains(no) {
+            return None;
+        }
+        let [r, f, m] = self.rfm_col[no as usize];
+        Some((Scores { r, f, m }, Stage::ALL[usize::from(self.lifecycle_col[no as usize])]))
+    }
+
     /// Bytes held by bitmaps and columns (not the member-id map), for the memory figure.
     pub fn memory_bytes(&self) -> usize {
         let bitmap = |b: &RoaringBitmap| b.serialized_size();

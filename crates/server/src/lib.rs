@@ -2,6 +2,7 @@
 //! errors, idempotency keys, rate limits, metrics, logs and the OpenAPI document. Handlers
 //! validate at the door, call one store command, and shape the answer; no SQL lives here.
 
+pub mod audience;
 pub mod clock;
 pub mod extract;
 pub mod metrics;
@@ -42,6 +43,8 @@ pub struct Config {
     pub offline_points_limits_by_store: HashMap<String, i64>,
     /// How long an online order may wait for payment before it is cancelled.
     pub payment_timeout_ms: i64,
+    /// Web origins allowed to call the tracking endpoints from a browser (CORS); `*` for any.
+    pub tracking_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
             offline_points_limit: 5_000,
             offline_points_limits_by_store: HashMap::new(),
             payment_timeout_ms: 30 * 60_000,
+            tracking_origins: Vec::new(),
         }
     }
 }
@@ -65,6 +69,7 @@ pub struct Shared {
     pub config: Config,
     pub metrics: metrics::Metrics,
     pub limiter: RateLimiter,
+    pub audience: audience::Audience,
     key_cache: Mutex<HashMap<String, (Option<Principal>, Instant)>>,
 }
 
@@ -91,12 +96,18 @@ impl AppState {
             config,
             metrics: metrics::Metrics::default(),
             limiter,
+            audience: audience::Audience::default(),
             key_cache: Mutex::new(HashMap::new()),
         }))
     }
 
     pub fn now(&self) -> Millis {
         self.clock.now_ms()
+    }
+
+    /// Bring the audience index up to date with members a write just changed.
+    pub async fn refresh_members(&self, ids: impl IntoIterator<Item = String>) -> Result<(), ApiError> {
+        self.audience.refresh(&self.store, ids.into_iter().collect(), self.now()).await
     }
 
     /// The principal of a presented key, remembered briefly so that a busy till does not
@@ -167,7 +178,7 @@ pub fn audit_admin(
 }
 
 pub fn router(state: AppState) -> Router {
-    use routes::{admin, commerce, coupons, members, system};
+    use routes::{admin, audience, commerce, coupons, members, system, tracking};
     let v1 = Router::new()
         .route("/v1/members", post(members::register))
         .route("/v1/members/lookup", post(members::lookup).get(members::lookup_get))
@@ -197,16 +208,51 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/coupon-templates/{id}", get(coupons::get_template))
         .route("/v1/coupons", post(coupons::issue))
         .route("/v1/coupons/{code}", get(coupons::scan))
+        .route("/v1/segments/preview", post(audience::preview))
+        .route("/v1/segments", post(audience::create).get(audience::list))
+        .route("/v1/segments/{id}", get(audience::get))
+        .route("/v1/segments/{id}/members", get(audience::export))
+        .route("/v1/tags", get(audience::list_tags))
+        .route("/v1/tags/{name}", put(audience::define_tag))
+        .route("/v1/tags/{name}/members", post(audience::tag_members))
+        .route("/v1/analytics/rfm", get(audience::rfm))
+        .route("/v1/analytics/rfm/config", get(audience::get_rfm_config).put(audience::put_rfm_config))
+        .route("/v1/analytics/lifecycle", get(audience::lifecycle))
+        .route(
+            "/v1/analytics/lifecycle/config",
+            get(audience::get_lifecycle_config).put(audience::put_lifecycle_config),
+        )
+        .route("/v1/analytics/dimensions/{dim}", get(audience::dimension))
+        .route("/v1/data-quality", get(audience::data_quality))
+        .route("/v1/events/export", get(audience::export_events))
+        .route("/v1/members/{id}/events", get(audience::timeline))
         .route("/v1/keys", post(admin::create_key))
         .route("/v1/audit", get(admin::list_audit))
         // Layers run bottom-up: authenticate first, then idempotency.
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::idempotency))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate));
+    // The tracking API authenticates itself: SDKs put the write key in the body too.
+    let tracking = Router::new()
+        .route("/v1/batch", post(tracking::batch).options(tracking::preflight))
+        .route("/v1/b", post(tracking::batch).options(tracking::preflight))
+        .route("/v1/track", post(tracking::track).options(tracking::preflight))
+        .route("/v1/t", post(tracking::track).options(tracking::preflight))
+        .route("/v1/identify", post(tracking::identify).options(tracking::preflight))
+        .route("/v1/i", post(tracking::identify).options(tracking::preflight))
+        .route("/v1/page", post(tracking::page).options(tracking::preflight))
+        .route("/v1/p", post(tracking::page).options(tracking::preflight))
+        .route("/v1/screen", post(tracking::screen).options(tracking::preflight))
+        .route("/v1/s", post(tracking::screen).options(tracking::preflight))
+        .route("/v1/alias", post(tracking::alias).options(tracking::preflight))
+        .route("/v1/a", post(tracking::alias).options(tracking::preflight))
+        .route("/v1/group", post(tracking::group).options(tracking::preflight))
+        .route("/v1/g", post(tracking::group).options(tracking::preflight));
     Router::new()
         .route("/healthz", get(system::healthz))
         .route("/metrics", get(system::metrics))
         .route("/openapi.json", get(system::openapi))
         .merge(v1)
+        .merge(tracking)
         .fallback(|| async { ApiError::new(Code::RouteNotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(Code::MethodNotAllowed, "this route does not take that method")
@@ -228,6 +274,13 @@ pub async fn serve(
 
 /// Hourly: forget idempotency keys past their retention; expire points whose time has come.
 fn spawn_housekeeping(state: AppState) {
+    // Build the audience index now rather than at the first question.
+    let first = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = first.audience.get(&first.store, first.now()).await {
+            tracing::warn!(code = %e.error.code, "building the audience index failed");
+        }
+    });
     let unpaid = state.clone();
     tokio::spawn(async move {
         // Every minute: cancel online orders left unpaid past the timeout.
@@ -266,6 +319,39 @@ fn spawn_housekeeping(state: AppState) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "points expiry run failed"),
             }
+            if let Err(e) = audience_housekeeping(&state).await {
+                tracing::warn!(code = %e.error.code, "audience housekeeping failed");
+            }
         }
     });
+}
+
+/// Hourly: drop events past their retention and record today's size of every segment. (The
+/// index itself rebuilds at the first use of each new day, which also records lifecycle
+/// transitions that time alone caused.)
+pub async fn audience_housekeeping(state: &AppState) -> Result<(), ApiError> {
+    let now = state.now();
+    let today = ronghe_domain::calendar::day_of(now);
+    let retention = {
+        let guard = state.audience.get(&state.store, now).await?;
+        guard.as_ref().map_or(400, |b| b.retention_days)
+    };
+    let before = ronghe_domain::calendar::start_of(today - retention as i32);
+    loop {
+        let n = state.store.write(move |tx, _| ronghe_store::events::purge(tx, before, 10_000)).await?;
+        if n == 0 {
+            break;
+        }
+        tracing::info!(events = n, "events past retention removed");
+    }
+    let all = state.store.read(|tx, _| ronghe_store::segments::list(tx)).await?;
+    for s in all {
+        let Ok(rule) = state.audience.parse(&state.store, now, &s.rule).await else { continue };
+        let count = {
+            let guard = state.audience.get(&state.store, now).await?;
+            guard.as_ref().map_or(0, |b| b.index.count(&rule, today))
+        };
+        state.store.write(move |tx, _| ronghe_store::segments::record_size(tx, &s.id, today, count)).await?;
+    }
+    Ok(())
 }

@@ -89,7 +89,12 @@ pub fn rate_limited(retry_after: u64) -> ApiError {
 }
 
 fn presented_key(req: &Request) -> Option<String> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    key_in_headers(req.headers())
+}
+
+/// The API key of `Authorization: Bearer <key>`, or of HTTP Basic with the key as user name.
+pub(crate) fn key_in_headers(headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, rest) = value.split_once(' ')?;
     match scheme.to_ascii_lowercase().as_str() {
         "bearer" => Some(rest.trim().to_string()).filter(|s| !s.is_empty()),

@@ -177,6 +177,29 @@ pub struct MemberView {
     pub source: SourceView,
     pub created_at: String,
     pub updated_at: String,
+    /// Manual tags and the rule tags the member matches now.
+    pub tags: Vec<String>,
+    /// RFM scores and raw values; absent before the first purchase.
+    pub rfm: Option<MemberRfmView>,
+    /// Lifecycle stage: new, growing, mature, silent or churned.
+    pub lifecycle: Option<String>,
+    /// Built-in dimensions (docs/cdp.md); event-derived ones only with profiling consent.
+    #[schema(value_type = Object)]
+    pub dimensions: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberRfmView {
+    pub r: u8,
+    pub f: u8,
+    pub m: u8,
+    pub cell: String,
+    /// One of the eight named groups (important_value …).
+    pub group: Option<String>,
+    /// Days since the last order, orders and paid fen within the window (GET by id only).
+    pub recency_days: Option<u32>,
+    pub frequency: Option<i64>,
+    pub monetary_fen: Option<i64>,
 }
 
 impl MemberView {
@@ -231,6 +254,10 @@ impl MemberView {
             source: SourceView { channel: m.source.channel.clone(), store_id: m.source.store_id.clone() },
             created_at: rfc3339(m.created_at),
             updated_at: rfc3339(m.updated_at),
+            tags: Vec::new(),
+            rfm: None,
+            lifecycle: None,
+            dimensions: BTreeMap::new(),
         }
     }
 

@@ -30,6 +30,7 @@ pub struct Keyring {
     blind_key: [u8; 32],
     qr_key: [u8; 32],
     idempotency: Aes256Gcm,
+    traits: Aes256Gcm,
     fingerprint: String,
 }
 
@@ -88,6 +89,7 @@ impl Keyring {
             blind_key: derive(&master, "blind-index"),
             qr_key: derive(&master, "member-qr"),
             idempotency: Aes256Gcm::new((&derive(&master, "idempotency")).into()),
+            traits: Aes256Gcm::new((&derive(&master, "event-traits")).into()),
             fingerprint: hex::encode(&fp[..16]),
         }
     }
@@ -153,6 +155,15 @@ impl Keyring {
 
     pub fn open_response(&self, scope: &[u8], sealed: &[u8]) -> Result<Vec<u8>, KeyError> {
         open_with(&self.idempotency, scope, sealed)
+    }
+
+    /// Seal the traits of a behaviour event (personal data), bound to its message id.
+    pub fn seal_traits(&self, message_id: &str, traits: &[u8]) -> Vec<u8> {
+        seal_with(&self.traits, message_id.as_bytes(), traits)
+    }
+
+    pub fn open_traits(&self, message_id: &str, sealed: &[u8]) -> Result<Vec<u8>, KeyError> {
+        open_with(&self.traits, message_id.as_bytes(), sealed)
     }
 }
 

@@ -6,10 +6,13 @@
 //! commit (each in its own savepoint, every caller answered after the group is durable); on
 //! PostgreSQL each command is its own transaction, retried on a serialization failure.
 
+pub mod audience;
 pub mod audit;
 pub mod catalogue;
 pub mod coupons;
 pub mod db;
+pub mod events;
+pub mod history;
 pub mod idempotency;
 pub mod keyring;
 pub mod keys;
@@ -22,6 +25,8 @@ pub mod orders;
 pub mod outbox;
 pub mod points;
 pub mod returns;
+pub mod segments;
+pub mod tags;
 pub mod tiers;
 
 use db::{DbError, Dialect, Pool, Tx};

@@ -119,6 +119,9 @@ const MEMBER_OWNED: &[(&str, &str)] = &[
     ("points_ledger", "member_id"),
     ("coupons", "member_id"),
     ("pending_points", "member_id"),
+    ("events", "member_id"),
+    ("stitches", "member_id"),
+    ("lifecycle_transitions", "member_id"),
 ];
 
 /// A new member id: `m_` + the creation time (48-bit milliseconds) + 40 random bits, in hex.
@@ -151,7 +154,7 @@ pub fn resolve(tx: &mut dyn Tx, id: &str) -> Result<String> {
     Err(DbError::Other("merge chain too long".into()).into())
 }
 
-fn data_key(tx: &mut dyn Tx, kr: &Keyring, id: &str) -> Result<DataKey> {
+pub(crate) fn data_key(tx: &mut dyn Tx, kr: &Keyring, id: &str) -> Result<DataKey> {
     let row = tx
         .query_one("SELECT wrapped FROM member_keys WHERE member_id = $1", vals![id])?
         .ok_or_else(|| DbError::Other(format!("member {id} has no data key")))?;
@@ -680,6 +683,9 @@ pub fn merge_members(
     for (table, column) in MEMBER_OWNED {
         tx.exec(&format!("UPDATE {table} SET {column} = $1 WHERE {column} = $2"), vals![into.as_str(), from.as_str()])?;
     }
+    crate::tags::merge(tx, &into, &from)?;
+    // The survivor's stage stands; the index records a new one if the merged history moves it.
+    tx.exec("DELETE FROM member_lifecycle WHERE member_id = $1", vals![from.as_str()])?;
     // The absorbed member keeps only its pointer; its personal data now lives in the survivor.
     tx.exec(
         "UPDATE members SET status = 'merged', merged_into = $2, name_enc = NULL, birthday_enc = NULL,
@@ -706,6 +712,11 @@ pub fn merge_members(
 /// that orders and events kept for accounting remain pseudonymised under its id.
 pub fn erase(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<String> {
     let id = resolve(tx, id)?;
+    // Events first: unclaimed events are found through the identities about to go.
+    crate::events::erase_member(tx, &id)?;
+    tx.exec("DELETE FROM member_tags WHERE member_id = $1", vals![id.as_str()])?;
+    tx.exec("DELETE FROM member_lifecycle WHERE member_id = $1", vals![id.as_str()])?;
+    tx.exec("DELETE FROM lifecycle_transitions WHERE member_id = $1", vals![id.as_str()])?;
     tx.exec("DELETE FROM identities WHERE member_id = $1", vals![id.as_str()])?;
     tx.exec("DELETE FROM member_keys WHERE member_id = $1", vals![id.as_str()])?;
     tx.exec("DELETE FROM consents WHERE member_id = $1", vals![id.as_str()])?;

@@ -10,6 +10,7 @@ const SQLITE: &[(i64, &str)] = &[
     (4, include_str!("../migrations/sqlite/0004_returns.sql")),
     (5, include_str!("../migrations/sqlite/0005_tiers.sql")),
     (6, include_str!("../migrations/sqlite/0006_pending_points.sql")),
+    (7, include_str!("../migrations/sqlite/0007_cdp.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_members.sql")),
@@ -18,6 +19,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (4, include_str!("../migrations/postgres/0004_returns.sql")),
     (5, include_str!("../migrations/postgres/0005_tiers.sql")),
     (6, include_str!("../migrations/postgres/0006_pending_points.sql")),
+    (7, include_str!("../migrations/postgres/0007_cdp.sql")),
 ];
 
 /// A short fingerprint of the schema, for caches of generated data (benchmarks).

@@ -76,7 +76,7 @@ pub struct Order {
     pub coupons: Vec<CouponDiscount>,
 }
 
-fn new_order_id(now: Millis) -> String {
+pub(crate) fn new_order_id(now: Millis) -> String {
     let mut b = [0u8; 5];
     rand::thread_rng().fill_bytes(&mut b);
     format!("o_{:012x}{}", now.clamp(0, 0xffff_ffff_ffff), hex::encode(b))
@@ -275,6 +275,16 @@ pub fn place(tx: &mut dyn Tx, o: &NewOrder, now: Millis) -> Result<(Order, bool)
             points::credit_earned(tx, m, &id, priced.points_earned, online, now)?;
             crate::tiers::upgrade(tx, m, now)?;
         }
+        crate::events::record_order(
+            tx,
+            &id,
+            m,
+            &o.channel,
+            o.store_id.as_deref(),
+            priced.payable_fen,
+            o.placed_at,
+            now,
+        )?;
     }
     outbox::append(
         tx,

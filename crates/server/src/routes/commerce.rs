@@ -495,6 +495,7 @@ pub async fn place(
             Ok(r)
         })
         .await?;
+    state.refresh_members(o.member_id.clone()).await?;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, axum::Json(order_view(&o))))
 }
 
@@ -584,6 +585,7 @@ async fn on_own_order(
             Ok(o)
         })
         .await?;
+    state.refresh_members(o.member_id.clone()).await?;
     Ok(axum::Json(order_view(&o)))
 }
 
@@ -761,6 +763,7 @@ pub async fn adjust_points(
             Ok(m)
         })
         .await?;
+    state.refresh_members([id.clone()]).await?;
     points_view(&state, id, LedgerQuery { before: None, limit: None }).await
 }
 
@@ -848,14 +851,16 @@ pub async fn create_return(
     let now = state.now();
     let p = caller.0.clone();
     let location = body.location_id;
-    let r = state
+    let (r, member) = state
         .store
         .write(move |tx, _| {
             let r = ronghe_store::returns::create(tx, &id, &lines, store_id.as_deref(), location.as_deref(), now)?;
             audit_admin(tx, &p, now, "order.return", Some(&id))?;
-            Ok(r)
+            let member = orders::get(tx, &id)?.and_then(|o| o.member_id);
+            Ok((r, member))
         })
         .await?;
+    state.refresh_members(member).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(ReturnView {
@@ -994,6 +999,11 @@ pub async fn batch(
                     .map_err(ApiError::from)
             }
         };
+        if let Ok(Ok((_, o, _))) = &result
+            && let Err(e) = state.refresh_members(o.member_id.clone()).await
+        {
+            tracing::warn!(code = %e.error.code, "audience refresh after an offline order failed");
+        }
         results.push(match result {
             Ok(Ok((status, o, flag))) => BatchResult {
                 idempotency_key: key,

@@ -72,9 +72,36 @@ fn scoped_source(caller: &Caller, s: &SourceIn) -> Result<Source, ApiError> {
 
 async fn view(state: &AppState, caller: &Caller, id: String, action: &'static str) -> ApiResult<MemberView> {
     let rec = state.store.read_short(move |tx, kr| members::load(tx, kr, &id)).await?;
-    let v = MemberView::build(&rec, state.masked(caller));
+    let mut v = MemberView::build(&rec, state.masked(caller));
+    describe(state, &mut v, true).await?;
     state.audit_unmasked(caller, &v, action).await?;
     Ok(v)
+}
+
+/// Tags, RFM, lifecycle and dimensions from the audience index; with `raw`, RFM's raw values
+/// from the store too (one query, left out of the hot lookup path).
+async fn describe(state: &AppState, v: &mut MemberView, raw: bool) -> ApiResult<()> {
+    let now = state.now();
+    let today = ronghe_domain::calendar::day_of(now);
+    let window = {
+        let guard = state.audience.get(&state.store, now).await?;
+        let Some(b) = guard.as_ref() else { return Ok(()) };
+        b.describe(v, today);
+        b.rfm.window_days
+    };
+    if raw && let Some(rfm) = v.rfm.as_mut() {
+        let id = v.id.clone();
+        let from = ronghe_domain::calendar::start_of(today - window as i32 + 1);
+        let until = ronghe_domain::calendar::start_of(today + 1);
+        if let Some((last, f, m)) =
+            state.store.read_short(move |tx, _| ronghe_store::audience::rfm_raw_of(tx, &id, until, from)).await?
+        {
+            rfm.recency_days = Some((today - ronghe_domain::calendar::day_of(last)).max(0) as u32);
+            rfm.frequency = Some(f);
+            rfm.monetary_fen = Some(m);
+        }
+    }
+    Ok(())
 }
 
 /// Register a member with any mix of identities
@@ -145,6 +172,11 @@ pub async fn register(
             Ok(r)
         })
         .await?;
+    let absorbed_ids = match &r.outcome {
+        Outcome::Merged(a) => a.clone(),
+        _ => Vec::new(),
+    };
+    state.refresh_members(std::iter::once(r.id.clone()).chain(absorbed_ids)).await?;
     let member = view(&state, &caller, r.id.clone(), "member.read").await?;
     let (status, outcome, absorbed) = match r.outcome {
         Outcome::Created => (StatusCode::CREATED, "created", vec![]),
@@ -186,7 +218,8 @@ async fn lookup_any(state: &AppState, caller: &Caller, q: LookupIn) -> ApiResult
         let identity = parse_identity(&q.kind, &q.value, q.app_id.as_deref())?;
         state.store.read_short(move |tx, kr| members::lookup(tx, kr, &identity)).await?
     };
-    let v = MemberView::build(&rec, state.masked(caller));
+    let mut v = MemberView::build(&rec, state.masked(caller));
+    describe(state, &mut v, false).await?;
     state.audit_unmasked(caller, &v, "member.lookup").await?;
     Ok(axum::Json(v))
 }
@@ -257,6 +290,7 @@ pub async fn merge(
             Ok(m)
         })
         .await?;
+    state.refresh_members([m.id.clone(), m.absorbed.clone()]).await?;
     let member = view(&state, &caller, m.id.clone(), "member.read").await?;
     Ok(axum::Json(MergedView { absorbed: m.absorbed, identities_moved: m.identities_moved, member }))
 }
@@ -287,6 +321,7 @@ pub async fn update(
             Ok(id)
         })
         .await?;
+    state.refresh_members([id.clone()]).await?;
     Ok(axum::Json(view(&state, &caller, id, "member.read").await?))
 }
 
@@ -349,6 +384,7 @@ pub async fn change_consents(
             Ok(id)
         })
         .await?;
+    state.refresh_members([id.clone()]).await?;
     consents_view(&state.store, id).await
 }
 
@@ -376,6 +412,7 @@ pub async fn erase(
             Ok(id)
         })
         .await?;
+    state.refresh_members([id.clone()]).await?;
     Ok(axum::Json(ErasedView { id, erased: true }))
 }
 
