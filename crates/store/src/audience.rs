@@ -103,7 +103,7 @@ pub fn load(tx: &mut dyn Tx, kr: &Keyring, which: Which, events_from: Millis) ->
     each(
         tx,
         format!(
-            "SELECT p.member_id, SUM(p.delta) FROM points_ledger p JOIN members m ON m.id = p.member_id WHERE {filter} GROUP BY p.member_id"
+            "SELECT p.member_id, CAST(SUM(p.delta) AS BIGINT) FROM points_ledger p JOIN members m ON m.id = p.member_id WHERE {filter} GROUP BY p.member_id"
         ),
         &[],
         &mut |d, r| {
@@ -134,7 +134,7 @@ pub fn load(tx: &mut dyn Tx, kr: &Keyring, which: Which, events_from: Millis) ->
     each(
         tx,
         format!(
-            "SELECT o.member_id, l.category, SUM(l.paid_fen) FROM order_lines l JOIN orders o ON o.id = l.order_id
+            "SELECT o.member_id, l.category, CAST(SUM(l.paid_fen) AS BIGINT) FROM order_lines l JOIN orders o ON o.id = l.order_id
              JOIN members m ON m.id = o.member_id
              WHERE {filter} AND o.status NOT IN ('cancelled', 'awaiting_payment') GROUP BY o.member_id, l.category"
         ),
@@ -201,8 +201,9 @@ pub fn load(tx: &mut dyn Tx, kr: &Keyring, which: Which, events_from: Millis) ->
         },
     )?;
     let category = match tx.dialect() {
-        crate::db::Dialect::Sqlite => "json_extract(e.body, '$.properties.category')",
-        crate::db::Dialect::Postgres => "(e.body::jsonb #>> '{properties,category}')",
+        // Not json_extract's '$.…' path: `$` marks parameters in our SQL.
+        crate::db::Dialect::Sqlite => "(e.body -> 'properties' ->> 'category')",
+        crate::db::Dialect::Postgres => "(e.body::jsonb -> 'properties' ->> 'category')",
     };
     each(
         tx,
@@ -273,8 +274,8 @@ pub fn transitions(tx: &mut dyn Tx, member_id: &str) -> Result<Vec<Transition>> 
 pub fn rfm_raw(tx: &mut dyn Tx, as_of: Millis, window_from: Millis) -> Result<Vec<(String, Millis, i64, i64)>> {
     tx.query(
         "SELECT member_id, MAX(placed_at),
-                SUM(CASE WHEN placed_at >= $2 THEN 1 ELSE 0 END),
-                SUM(CASE WHEN placed_at >= $2 THEN payable_fen ELSE 0 END)
+                CAST(SUM(CASE WHEN placed_at >= $2 THEN 1 ELSE 0 END) AS BIGINT),
+                CAST(SUM(CASE WHEN placed_at >= $2 THEN payable_fen ELSE 0 END) AS BIGINT)
          FROM orders WHERE member_id IS NOT NULL AND placed_at < $1
               AND status NOT IN ('cancelled', 'awaiting_payment')
          GROUP BY member_id",
@@ -293,8 +294,8 @@ pub fn rfm_raw_of(
     window_from: Millis,
 ) -> Result<Option<(Millis, i64, i64)>> {
     let r = tx.query_one(
-        "SELECT MAX(placed_at), SUM(CASE WHEN placed_at >= $3 THEN 1 ELSE 0 END),
-                SUM(CASE WHEN placed_at >= $3 THEN payable_fen ELSE 0 END)
+        "SELECT MAX(placed_at), CAST(SUM(CASE WHEN placed_at >= $3 THEN 1 ELSE 0 END) AS BIGINT),
+                CAST(SUM(CASE WHEN placed_at >= $3 THEN payable_fen ELSE 0 END) AS BIGINT)
          FROM orders WHERE member_id = $1 AND placed_at < $2 AND status NOT IN ('cancelled', 'awaiting_payment')",
         vals![member_id, as_of, window_from],
     )?;

@@ -319,7 +319,7 @@ pub struct IngestCount {
 
 pub fn ingest_counts(tx: &mut dyn Tx, from_day: i32) -> Result<Vec<IngestCount>> {
     tx.query(
-        "SELECT source, outcome, SUM(count), SUM(lag_ms_sum), MAX(lag_ms_max) FROM ingest_stats WHERE day >= $1
+        "SELECT source, outcome, CAST(SUM(count) AS BIGINT), CAST(SUM(lag_ms_sum) AS BIGINT), MAX(lag_ms_max) FROM ingest_stats WHERE day >= $1
          GROUP BY source, outcome ORDER BY source, outcome",
         vals![i64::from(from_day)],
     )?
@@ -341,9 +341,9 @@ pub fn completeness(tx: &mut dyn Tx) -> Result<(i64, BTreeMap<&'static str, i64>
     let r = tx
         .query_one(
             "SELECT COUNT(*), COUNT(gender), COUNT(city), COUNT(birthday_enc), COUNT(name_enc),
-                    SUM(CASE WHEN EXISTS (SELECT 1 FROM identities i WHERE i.member_id = m.id AND i.kind = 'phone')
-                        THEN 1 ELSE 0 END),
-                    SUM(CASE WHEN EXISTS (SELECT 1 FROM consents c WHERE c.member_id = m.id) THEN 1 ELSE 0 END)
+                    CAST(SUM(CASE WHEN EXISTS (SELECT 1 FROM identities i WHERE i.member_id = m.id AND i.kind = 'phone')
+                        THEN 1 ELSE 0 END) AS BIGINT),
+                    CAST(SUM(CASE WHEN EXISTS (SELECT 1 FROM consents c WHERE c.member_id = m.id) THEN 1 ELSE 0 END) AS BIGINT)
              FROM members m WHERE status = 'active'",
             &[],
         )?

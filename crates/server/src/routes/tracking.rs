@@ -248,7 +248,17 @@ async fn ingest(state: &AppState, headers: &HeaderMap, body: &[u8], single: Opti
                 ronghe_store::events::ingest(tx, kr, &b)
             })
             .await?;
-        return Err(DomainError::field(r.reason.clone(), r.message.clone()).into());
+        let field = match reason_static(&r.reason) {
+            "missing_event" => "event",
+            "missing_id" => "userId",
+            "missing_previous_id" => "previousId",
+            "invalid_timestamp" | "too_old" => "timestamp",
+            "unknown_type" => "type",
+            _ => "body",
+        };
+        let mut e = DomainError::field(field, r.message.clone());
+        e.message = format!("{}: {}", r.reason, r.message);
+        return Err(e.into());
     }
     let total = messages.len();
     let batch = Batch { source: principal.key_id.clone(), trusted, received_at: now, messages, rejected: counts };

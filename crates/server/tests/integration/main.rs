@@ -4,6 +4,7 @@
 
 #[macro_use]
 mod common;
+mod cdp;
 mod commerce;
 mod errors;
 mod members;
