@@ -251,3 +251,49 @@ async fn legacy_members_import_with_balances_tiers_and_coupons_twice_safely() {
     assert_eq!((c["member_id"].as_str(), c["status"].as_str()), (Some(id), Some("issued")));
     sigterm(&mut s.child);
 }
+
+/// Segment SDK compatibility: the official Python SDK (`segment-analytics-python`, installed by
+/// `.ci/run` in a venv named by `RONGHE_TEST_PYTHON`) sends every message type to the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_segment_python_sdk_sends_every_message_type() {
+    let Some(python) = std::env::var("RONGHE_TEST_PYTHON").ok().filter(|p| !p.is_empty()) else {
+        eprintln!("RONGHE_TEST_PYTHON is not set: the Segment SDK compatibility test is skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let admin = "rh_sdk_test_admin_key_0123456789";
+    let mut s = start(&dir.path().join("data"), &[("RONGHE_ADMIN_KEY", admin)], &dir.path().join("server.log"));
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/v1/keys", s.base))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"role": "channel", "channel": "web"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let key = r.json::<serde_json::Value>().await.unwrap()["key"].as_str().unwrap().to_string();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/segment_sdk.py");
+    let out = Command::new(&python).arg(&script).arg(&s.base).arg(&key).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+    let text = client.get(format!("{}/v1/events/export", s.base)).bearer_auth(admin).send().await.unwrap().text().await.unwrap();
+    let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(kinds, vec!["alias", "group", "identify", "page", "screen", "track", "track"], "{text}");
+    let names: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert!(names.contains(&"product_viewed") && names.contains(&"cart_viewed"), "{names:?}");
+    // A server-side key's identify joins One ID: the userId and the email trait find the member.
+    for (kind, value) in [("external_id", "C-100"), ("email", "sdk@example.cn")] {
+        let r = client
+            .post(format!("{}/v1/members/lookup", s.base))
+            .bearer_auth(admin)
+            .json(&serde_json::json!({"type": kind, "value": value}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{kind}");
+    }
+    assert!(sigterm(&mut s.child).success());
+}
