@@ -22,6 +22,7 @@ fn main() -> anyhow::Result<()> {
             Command::Demo(o) => demo(o).await,
             Command::Keys(KeysCommand::Create(o)) => create_key(o).await,
             Command::Import(ImportCommand::Members(o)) => import_members(o).await,
+            Command::Import(ImportCommand::Transactions(o)) => import_transactions(o).await,
         }
     })
 }
@@ -158,6 +159,26 @@ async fn import_members(o: ImportMembersOpt) -> anyhow::Result<()> {
         report.existing,
         report.points_credited,
         report.coupons_added,
+        report.errors.len()
+    );
+    if !report.errors.is_empty() {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+async fn import_transactions(o: ImportMembersOpt) -> anyhow::Result<()> {
+    let store = open(&o.store).await?;
+    let now = SystemClock.now_ms();
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let report = ronghe_cli::transactions::import(&store, &o.file, now, progress).await?;
+    println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    eprintln!(
+        "{} rows: {} orders imported, {} already imported, {} new members, {} rows refused",
+        report.rows,
+        report.imported.orders,
+        report.imported.duplicates,
+        report.imported.new_members,
         report.errors.len()
     );
     if !report.errors.is_empty() {

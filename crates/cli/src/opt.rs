@@ -41,6 +41,12 @@ pub enum ImportCommand {
     /// `external_id,phone,email,name,city,points,tier,coupons` (only external_id required;
     /// coupons as `template_id:CODE;template_id:CODE`). Safe to run twice.
     Members(ImportMembersOpt),
+    /// Purchase history from a POS or ERP. CSV header: `member_id,ordered_at,amount` required,
+    /// then optional `quantity,store_id,channel,sku,order_ref`. `member_id` is your customer
+    /// number (an external_id identity; unknown ones become members), `ordered_at` is
+    /// YYYY-MM-DD or RFC 3339, `amount` is yuan with up to 2 decimals, `channel` defaults to
+    /// pos. Safe to run twice. Imported orders earn no points and move no stock.
+    Transactions(ImportMembersOpt),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -277,7 +277,15 @@ async fn the_official_segment_python_sdk_sends_every_message_type() {
     let out = Command::new(&python).arg(&script).arg(&s.base).arg(&key).output().unwrap();
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 
-    let text = client.get(format!("{}/v1/events/export", s.base)).bearer_auth(admin).send().await.unwrap().text().await.unwrap();
+    let text = client
+        .get(format!("{}/v1/events/export", s.base))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let mut kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     kinds.sort();
@@ -295,5 +303,91 @@ async fn the_official_segment_python_sdk_sends_every_message_type() {
             .unwrap();
         assert_eq!(r.status(), 200, "{kind}");
     }
+    assert!(sigterm(&mut s.child).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_import_twice_changes_nothing_and_feeds_rfm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let admin = "rh_e2e_admin_history_00000";
+    let mut s = start(&data, &[("RONGHE_ADMIN_KEY", admin)], &dir.path().join("log"));
+    let csv = dir.path().join("history.csv");
+    // Two identical rows without order_ref are two orders (their occurrence numbers differ).
+    std::fs::write(
+        &csv,
+        "member_id,ordered_at,amount,quantity,store_id,channel,sku,order_ref\n\
+         CN-1,2025-03-01,199.90,1,S001,pos,,\n\
+         CN-1,2025-03-01,199.90,1,S001,pos,,\n\
+         CN-1,2025-06-01T10:00:00+08:00,50,2,,mini_program,SKU9,WX-1\n\
+         CN-2,2025-07-01,12.5,,,,,\n\
+         CN-3,yesterday,10,,,,,\n\
+         CN-4,2025-07-01,-3,,,,,\n",
+    )
+    .unwrap();
+    let import = || {
+        Command::new(BIN)
+            .args(["import", "transactions"])
+            .arg(&csv)
+            .arg("--data")
+            .arg(&data)
+            .env_remove("RONGHE_DATABASE_URL")
+            .env_remove("RONGHE_MASTER_KEY")
+            .output()
+            .unwrap()
+    };
+    let first = import();
+    assert_eq!(first.status.code(), Some(2), "refused rows make the exit code 2");
+    let r: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!((r["rows"].as_u64(), r["orders"].as_u64(), r["new_members"].as_u64()), (Some(6), Some(4), Some(2)));
+    let fields: Vec<(u64, &str)> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["line"].as_u64().unwrap(), e["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(fields, vec![(6, "ordered_at"), (7, "amount")]);
+    let second = import();
+    let r: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(
+        (r["orders"].as_u64(), r["duplicates"].as_u64(), r["new_members"].as_u64()),
+        (Some(0), Some(4), Some(0)),
+        "safe to run twice"
+    );
+
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        client.post(format!("{}{path}", s.base)).bearer_auth(admin).json(&body).send()
+    };
+    let rebuilt: serde_json::Value =
+        post("/v1/analytics/rebuild", serde_json::json!({})).await.unwrap().json().await.unwrap();
+    assert_eq!(rebuilt["members"], 2);
+    let rfm: serde_json::Value = client
+        .get(format!("{}/v1/analytics/rfm?as_of=2025-07-31", s.base))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rfm["scored"], 2, "{rfm}");
+    let m: serde_json::Value = post("/v1/members/lookup", serde_json::json!({"type":"external_id","value":"CN-1"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = m["id"].as_str().unwrap();
+    let v: serde_json::Value = client
+        .get(format!("{}/v1/members/{id}", s.base))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["dimensions"]["shopper_type"], serde_json::json!(["omnichannel"]), "{v}");
     assert!(sigterm(&mut s.child).success());
 }

@@ -218,6 +218,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/analytics/rfm", get(audience::rfm))
         .route("/v1/analytics/rfm/config", get(audience::get_rfm_config).put(audience::put_rfm_config))
         .route("/v1/analytics/lifecycle", get(audience::lifecycle))
+        .route("/v1/analytics/rebuild", post(audience::rebuild))
         .route(
             "/v1/analytics/lifecycle/config",
             get(audience::get_lifecycle_config).put(audience::put_lifecycle_config),

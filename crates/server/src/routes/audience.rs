@@ -558,6 +558,26 @@ pub async fn put_rfm_config(
     Ok(axum::Json(c))
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RebuildView {
+    pub members: u64,
+}
+
+/// Rebuild this node's audience index from the store now
+///
+/// The index follows every write made through the API at once and rebuilds itself each new
+/// day; call this after writing to the store from outside (`ronghe import transactions`).
+#[utoipa::path(post, path = "/v1/analytics/rebuild", tag = "analytics",
+    responses((status = 200, body = RebuildView), (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn rebuild(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<RebuildView>> {
+    caller.require(Action::ManageAudience)?;
+    let now = state.now();
+    state.audience.rebuild(&state.store, now, true).await?;
+    let guard = state.audience.get(&state.store, now).await?;
+    Ok(axum::Json(RebuildView { members: guard.as_ref().map_or(0, |b| b.index.len()) }))
+}
+
 /// Read the lifecycle rules
 #[utoipa::path(get, path = "/v1/analytics/lifecycle/config", tag = "analytics",
     responses((status = 200, body = Object), (status = 403, body = Problem, content_type = "application/problem+json")),
