@@ -1,8 +1,9 @@
 //! The demo data set: members with Chinese names, cities and identities across channels
 //! (phone at the till, WeChat in the mini-program, cards, email), with consents; a catalogue
 //! with a mini-program price, a loyalty programme with a Double 11 promotion, and twelve months
-//! of orders across channels and stores, some paying with points. The same seed gives the same
-//! data. Later features add their part here.
+//! of orders across channels and stores, some paying with points; three weeks of behaviour
+//! events (product views, carts, store visits, zone dwell), a manual and a rule tag and two
+//! saved segments. The same seed gives the same data. Later features add their part here.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -302,7 +303,81 @@ pub async fn load(store: &Store, n: usize, seed: u64, now: Millis) -> Result<(us
             })
             .await?;
     }
+    events_tags_and_segments(store, &member_ids, seed, now).await?;
     Ok((count, orders.len()))
+}
+
+/// Three weeks of behaviour: views of products (with their category), carts, and for till
+/// members store visits and zone dwell from the in-store Wi-Fi; a manual tag, a rule tag and
+/// two saved segments.
+async fn events_tags_and_segments(
+    store: &Store,
+    members: &[(String, String, Option<String>)],
+    seed: u64,
+    now: Millis,
+) -> Result<()> {
+    use ronghe_domain::events::{Event, Kind};
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x6576_656e);
+    let mut rows: Vec<(String, Event)> = Vec::new();
+    let mut vip = Vec::new();
+    for (m, channel, store_id) in members {
+        if rng.gen_bool(0.08) {
+            vip.push(m.clone());
+        }
+        for n in 0..rng.gen_range(0..16) {
+            let at = now - rng.gen_range(0..21 * DAY_MS);
+            let (sku, _, category, _) = PRODUCTS[rng.gen_range(0..PRODUCTS.len())];
+            let offline = channel == "pos" && rng.gen_bool(0.4);
+            let (name, properties) = if offline {
+                if rng.gen_bool(0.5) {
+                    ("store_entry", serde_json::json!({"store_id": store_id}))
+                } else {
+                    let zone = ["fresh", "baby", "drink", "checkout"][rng.gen_range(0..4)];
+                    ("zone_dwell", serde_json::json!({"zone": zone, "seconds": rng.gen_range(20..900)}))
+                }
+            } else if rng.gen_bool(0.25) {
+                ("product_added", serde_json::json!({"sku": sku, "category": category}))
+            } else {
+                ("product_viewed", serde_json::json!({"sku": sku, "category": category}))
+            };
+            let ch = if offline { "pos" } else { channel.as_str() };
+            rows.push((
+                m.clone(),
+                Event {
+                    message_id: format!("demo-{m}-{n}"),
+                    kind: Kind::Track,
+                    name: name.into(),
+                    user_id: None,
+                    anonymous_id: None,
+                    previous_id: None,
+                    group_id: None,
+                    at,
+                    channel: Some(ch.into()),
+                    store_id: if offline { store_id.clone() } else { None },
+                    body: serde_json::json!({"properties": properties, "context": {"channel": ch}}).to_string(),
+                    traits: None,
+                },
+            ));
+        }
+    }
+    for chunk in rows.chunks(2000) {
+        let chunk = chunk.to_vec();
+        store.write(move |tx, _| ronghe_store::events::insert_known(tx, &chunk, "demo", now)).await?;
+    }
+    store
+        .write(move |tx, _| {
+            ronghe_store::tags::apply(tx, "vip", &vip, true, now)?;
+            let babies = serde_json::json!({"dim": "favourite_category", "in": ["baby"]});
+            ronghe_store::tags::define(tx, "baby_parents", Some(&babies), Some("favourite category is baby"), now)?;
+            let hz = serde_json::json!({"all": [{"attr": "city", "op": "eq", "value": "杭州"}, {"rfm": {"r": [4, 5], "m": [4, 5]}}]});
+            ronghe_store::segments::create(tx, "seg_demo_hangzhou_value", "杭州高价值会员", &hz, now)?;
+            let browsers = serde_json::json!({"all": [{"event": {"name": "product_viewed", "within_days": 7, "min_count": 2}},
+                {"not": {"dim": "shopper_type", "in": ["online", "omnichannel"]}}]});
+            ronghe_store::segments::create(tx, "seg_demo_browsers", "近7天浏览未线上购买", &browsers, now)?;
+            Ok(())
+        })
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -200,6 +200,31 @@ fn stitch(tx: &mut dyn Tx, key: &[u8], member_id: &str, verified: bool, now: Mil
     Ok(())
 }
 
+/// Store events of known members as they are (the bulk path for demo data, migrations from
+/// another CDP and benchmarks): no stitching, no traits. Returns how many were new.
+pub fn insert_known(tx: &mut dyn Tx, rows: &[(String, Event)], source: &str, now: Millis) -> Result<u64> {
+    let mut n = 0;
+    for (member_id, e) in rows {
+        n += tx.exec(
+            "INSERT INTO events (message_id, at, received_at, kind, name, member_id, source, channel, store_id, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (message_id) DO NOTHING",
+            vals![
+                e.message_id.as_str(),
+                e.at,
+                now,
+                e.kind.as_str(),
+                e.name.as_str(),
+                member_id.as_str(),
+                source,
+                e.channel.as_deref(),
+                e.store_id.as_deref(),
+                e.body.as_str()
+            ],
+        )?;
+    }
+    Ok(n)
+}
+
 /// An order as an event on the member's timeline (`order_completed`), written in the order's
 /// own transaction so that callers never send it twice.
 pub fn record_order(
