@@ -5,6 +5,8 @@
 //! Data is generated through the store's bulk path (not HTTP) and cached under
 //! `target/bench-data/`, so a second run starts at once.
 
+pub mod cdp;
+
 use rand::{Rng, SeedableRng};
 use ronghe_domain::identity::{Identity, IdentityKind};
 use ronghe_domain::profile::Profile;
@@ -88,6 +90,11 @@ impl Measured {
     pub fn per_second(&self) -> f64 {
         self.ops as f64 / self.seconds
     }
+    /// From per-operation latencies in microseconds over `seconds`.
+    pub fn from_latencies(name: &str, lat: Vec<u64>, errors: u64, seconds: f64) -> Measured {
+        Self::from(name, lat, errors, seconds)
+    }
+
     fn from(name: &str, mut lat: Vec<u64>, errors: u64, seconds: f64) -> Measured {
         lat.sort_unstable();
         let q =

@@ -1,8 +1,9 @@
-//! `cargo run --release -p ronghe-bench -- members`: the member benchmarks with their
-//! baselines, printed side by side with the ratio.
+//! `cargo run --release -p ronghe-bench`: the benchmarks with their baselines, printed side by
+//! side with the ratio. `--only` picks one: lookup, register, orders, ingest, segments, rfm.
 
 use clap::Parser;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Ronghe benchmarks. Each figure is printed next to a baseline measured in the same run.
 #[derive(Debug, Parser)]
@@ -16,9 +17,20 @@ struct Opt {
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Run only `lookup`, `register` or `orders`.
+    /// Run only `lookup`, `register`, `orders`, `ingest`, `segments` or `rfm`.
     #[arg(long)]
     only: Option<String>,
+    /// Synthetic members in the audience index for the segment benchmark.
+    #[arg(long, default_value_t = 10_000_000)]
+    segment_members: u64,
+    /// Times the segment count is measured, for Ronghe and DuckDB alike (the median is reported).
+    #[arg(long, default_value_t = 1000)]
+    segment_runs: usize,
+    /// Members and orders for the RFM-from-scratch benchmark.
+    #[arg(long, default_value_t = 1_000_000)]
+    rfm_members: u64,
+    #[arg(long, default_value_t = 10_000_000)]
+    rfm_orders: u64,
     /// Where generated data is cached.
     #[arg(long, default_value = "target/bench-data")]
     data: PathBuf,
@@ -28,12 +40,65 @@ fn main() -> anyhow::Result<()> {
     let o = Opt::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let parts = match o.only.as_deref() {
-        None => ronghe_bench::Parts::All,
-        Some("lookup") => ronghe_bench::Parts::Lookup,
-        Some("register") => ronghe_bench::Parts::Register,
-        Some("orders") => ronghe_bench::Parts::Orders,
-        Some(other) => anyhow::bail!("--only takes lookup, register or orders, not {other}"),
+        None => Some(ronghe_bench::Parts::All),
+        Some("lookup") => Some(ronghe_bench::Parts::Lookup),
+        Some("register") => Some(ronghe_bench::Parts::Register),
+        Some("orders") => Some(ronghe_bench::Parts::Orders),
+        Some("ingest" | "segments" | "rfm") => None,
+        Some(other) => anyhow::bail!("--only takes lookup, register, orders, ingest, segments or rfm, not {other}"),
     };
+    std::fs::create_dir_all(&o.data)?;
+    let cdp = |part: &str| o.only.is_none() || o.only.as_deref() == Some(part);
+    if cdp("ingest") {
+        let (http, raw) =
+            rt.block_on(ronghe_bench::cdp::ingest(&o.data, Duration::from_secs_f64(o.seconds), o.concurrency))?;
+        println!("{http}");
+        println!("{raw}");
+        println!(
+            "  → ingestion: {:.0} events/s (context: ~160,000/s); {:.2}× the raw SQLite baseline (target ≥ 0.25×, stretch 0.5×)",
+            http.per_second(),
+            http.per_second() / raw.per_second()
+        );
+    }
+    if cdp("segments") {
+        let py = ronghe_bench::cdp::python();
+        let f = ronghe_bench::cdp::segments(&o.data, o.segment_members, o.segment_runs, py.as_deref())?;
+        println!("audience index of {} synthetic members built in {:.1} s", f.members, f.build_seconds);
+        println!("{}", f.ronghe);
+        println!(
+            "  → 5-predicate count = {}: median {:.3} ms; memory {:.1} bytes per member (target ≤ 200)",
+            f.count,
+            f.ronghe.p50_us as f64 / 1000.0,
+            f.memory_bytes as f64 / f.members as f64
+        );
+        match &f.duckdb {
+            Some((d, n)) => {
+                println!("{d}");
+                println!(
+                    "  → DuckDB counted {n} (same: {}); Ronghe is {:.1}× faster at the median (target ≥ 20×)",
+                    *n == f.count,
+                    d.p50_us as f64 / f.ronghe.p50_us.max(1) as f64
+                );
+            }
+            None => println!("  (no Python with duckdb: set RONGHE_BENCH_PYTHON for the baseline)"),
+        }
+    }
+    if cdp("rfm") {
+        let py = ronghe_bench::cdp::python();
+        let f = rt.block_on(ronghe_bench::cdp::rfm(&o.data, o.rfm_members, o.rfm_orders, py.as_deref()))?;
+        println!(
+            "RFM from scratch, {} orders of up to {} members ({} scored): Ronghe {:.2} s",
+            f.orders, f.members, f.scored, f.ronghe_seconds
+        );
+        match (f.duckdb_seconds, f.mismatched_cells) {
+            (Some(d), Some(diff)) => println!(
+                "  → DuckDB {d:.2} s, cells that differ: {diff}; Ronghe takes {:.1}× DuckDB's time",
+                f.ronghe_seconds / d
+            ),
+            _ => println!("  (no Python with duckdb: set RONGHE_BENCH_PYTHON for the baseline)"),
+        }
+    }
+    let Some(parts) = parts else { return Ok(()) };
     let r = rt.block_on(ronghe_bench::run(&o.data, o.members, o.seconds, o.concurrency, parts))?;
     println!("members stored: {}, concurrency {}, {} s per measurement", o.members, o.concurrency, o.seconds);
     if let Some((http, sql)) = &r.lookup {

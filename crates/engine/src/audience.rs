@@ -8,6 +8,7 @@
 //! materialising their bitmaps — that is what keeps a five-predicate count over ten million
 //! members near a millisecond.
 
+use crate::dense::Dense;
 use roaring::RoaringBitmap;
 use ronghe_domain::dims::Dim;
 use ronghe_domain::lifecycle::Stage;
@@ -21,13 +22,63 @@ const POINT_BOUNDS: &[u32] = &[1, 100, 500, 1_000, 2_000, 5_000, 10_000, 20_000,
 /// A column code meaning "no value".
 const NONE: u16 = u16::MAX;
 
+/// Dimension codes per member: one byte while a dimension has fewer than 255 values (what a
+/// check of a few hundred thousand candidates reads is then half as much), two after.
+enum Codes {
+    Narrow(Vec<u8>),
+    Wide(Vec<u16>),
+}
+
+impl Default for Codes {
+    fn default() -> Self {
+        Codes::Narrow(Vec::new())
+    }
+}
+
+impl Codes {
+    fn get(&self, i: usize) -> u16 {
+        match self {
+            Codes::Narrow(v) if v[i] == u8::MAX => NONE,
+            Codes::Narrow(v) => u16::from(v[i]),
+            Codes::Wide(v) => v[i],
+        }
+    }
+
+    fn set(&mut self, i: usize, code: u16) {
+        if let Codes::Narrow(v) = self
+            && code != NONE
+            && code >= u16::from(u8::MAX)
+        {
+            *self = Codes::Wide(v.iter().map(|c| if *c == u8::MAX { NONE } else { u16::from(*c) }).collect());
+        }
+        match self {
+            Codes::Narrow(v) => v[i] = if code == NONE { u8::MAX } else { code as u8 },
+            Codes::Wide(v) => v[i] = code,
+        }
+    }
+
+    fn push_none(&mut self) {
+        match self {
+            Codes::Narrow(v) => v.push(u8::MAX),
+            Codes::Wide(v) => v.push(NONE),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Codes::Narrow(v) => v.len(),
+            Codes::Wide(v) => v.len() * 2,
+        }
+    }
+}
+
 #[derive(Default)]
 struct DimIndex {
     values: Vec<String>,
     lookup: HashMap<String, u16>,
     bitmaps: Vec<RoaringBitmap>,
     /// The member's single value (most dimensions have exactly one), else `NONE`.
-    column: Vec<u16>,
+    column: Codes,
 }
 
 impl DimIndex {
@@ -77,9 +128,30 @@ pub struct AudienceIndex {
     points_ge: Vec<RoaringBitmap>,
     attrs: BTreeMap<String, HashMap<u32, J>>,
     events: HashMap<String, BTreeMap<i32, DayEvents>>,
-    /// Inside an `all`, candidates at most this many are checked one by one (None: a 32nd of
-    /// the members, at least 1,024). Tests vary it so that both paths are exercised.
+    /// Inside an `all`, candidates at most this many are checked one by one (None: an eighth
+    /// of the members, at least 1,024). Tests vary it so that both paths are exercised.
     filter_max: Option<u64>,
+    /// Dense mirrors of the dense features, for the one-pass evaluation of an `all`.
+    mirror: Mirror,
+    /// From how many members on an `all` is evaluated in one pass over the mirrors.
+    fused_min: u64,
+}
+
+/// What a one-pass evaluation gives back: the members, or only how many there are.
+enum Fused {
+    Members(RoaringBitmap),
+    Count(u64),
+}
+
+#[derive(Default)]
+struct Mirror {
+    present: Dense,
+    profiling: Dense,
+    lifecycle: [Dense; 5],
+    rfm_ge: [Vec<Dense>; 3],
+    points_ge: Vec<Dense>,
+    /// Tags held by at least one member in 64 (sparser ones are cheaper as roaring bitmaps).
+    tags: HashMap<String, Dense>,
 }
 
 impl AudienceIndex {
@@ -102,7 +174,19 @@ impl AudienceIndex {
             attrs: BTreeMap::new(),
             events: HashMap::new(),
             filter_max: None,
+            mirror: Mirror {
+                rfm_ge: std::array::from_fn(|_| (0..rfm_k).map(|_| Dense::default()).collect()),
+                points_ge: POINT_BOUNDS.iter().map(|_| Dense::default()).collect(),
+                ..Mirror::default()
+            },
+            fused_min: 1 << 20,
         }
+    }
+
+    /// Set from how many members on an `all` is evaluated in one pass (tests use 0).
+    pub fn with_fused_min(mut self, members: u64) -> Self {
+        self.fused_min = members;
+        self
     }
 
     /// Set how few candidates an `all` checks one by one instead of intersecting bitmaps.
@@ -137,7 +221,7 @@ impl AudienceIndex {
         self.ids.push(member_id.to_string());
         self.nos.insert(member_id.to_string(), no);
         for d in &mut self.dims {
-            d.column.push(NONE);
+            d.column.push_none();
         }
         self.lifecycle_col.push(0);
         self.rfm_col.push([0; 3]);
@@ -152,11 +236,25 @@ impl AudienceIndex {
         let no = self.number(member_id);
         self.clear(no, with_events);
         self.present.insert(no);
+        self.mirror.present.set(no, true);
         if f.profiling {
             self.profiling.insert(no);
+            self.mirror.profiling.set(no, true);
         }
         for t in &f.tags {
-            self.tags.entry(t.clone()).or_default().insert(no);
+            let b = self.tags.entry(t.clone()).or_default();
+            b.insert(no);
+            match self.mirror.tags.get_mut(t) {
+                Some(d) => d.set(no, true),
+                None if b.len() * 64 >= self.ids.len() as u64 => {
+                    let mut d = Dense::default();
+                    for m in b.iter() {
+                        d.set(m, true);
+                    }
+                    self.mirror.tags.insert(t.clone(), d);
+                }
+                None => {}
+            }
         }
         for (dim, values) in &f.dims {
             let d = &mut self.dims[dim_slot(*dim)];
@@ -164,17 +262,19 @@ impl AudienceIndex {
                 if let Some(c) = d.code(v) {
                     d.bitmaps[usize::from(c)].insert(no);
                     if i == 0 && values.len() == 1 {
-                        d.column[no as usize] = c;
+                        d.column.set(no as usize, c);
                     }
                 }
             }
         }
         self.lifecycle[f.lifecycle.index()].insert(no);
+        self.mirror.lifecycle[f.lifecycle.index()].set(no, true);
         self.lifecycle_col[no as usize] = f.lifecycle.index() as u8;
         let s = [f.rfm.r, f.rfm.f, f.rfm.m];
         for (dim, score) in s.iter().enumerate() {
             for level in 1..=(*score).min(self.rfm_k) {
                 self.rfm_ge[dim][usize::from(level - 1)].insert(no);
+                self.mirror.rfm_ge[dim][usize::from(level - 1)].set(no, true);
             }
         }
         self.rfm_col[no as usize] = s;
@@ -183,6 +283,7 @@ impl AudienceIndex {
         for (i, bound) in POINT_BOUNDS.iter().enumerate() {
             if points >= *bound {
                 self.points_ge[i].insert(no);
+                self.mirror.points_ge[i].set(no, true);
             }
         }
         for (name, value) in &f.attrs {
@@ -241,11 +342,23 @@ impl AudienceIndex {
         for b in self.tags.values_mut() {
             b.remove(no);
         }
+        let m = &mut self.mirror;
+        m.present.set(no, false);
+        m.profiling.set(no, false);
+        for d in m
+            .tags
+            .values_mut()
+            .chain(m.lifecycle.iter_mut())
+            .chain(m.rfm_ge.iter_mut().flatten())
+            .chain(m.points_ge.iter_mut())
+        {
+            d.set(no, false);
+        }
         for d in &mut self.dims {
-            if d.column[no as usize] != NONE {
-                let c = d.column[no as usize];
+            let c = d.column.get(no as usize);
+            if c != NONE {
                 d.bitmaps[usize::from(c)].remove(no);
-                d.column[no as usize] = NONE;
+                d.column.set(no as usize, NONE);
             } else {
                 for b in &mut d.bitmaps {
                     b.remove(no);
@@ -279,6 +392,12 @@ impl AudienceIndex {
 
     /// How many members match `rule` on `today`.
     pub fn count(&self, rule: &Rule, today: i32) -> u64 {
+        if let Rule::All(children) = rule
+            && self.present.len() >= self.fused_min
+            && let Some(Fused::Count(n)) = self.eval_all_fused(children, false)
+        {
+            return n;
+        }
         self.eval(rule, today).len()
     }
 
@@ -368,14 +487,46 @@ impl AudienceIndex {
         }
     }
 
-    /// `all`: the most selective predicates first; once the candidates are few, check the
-    /// rest member by member rather than building their bitmaps.
+    /// `all`: first the predicates that are plain bitmaps (tags, RFM scores, exact points
+    /// bands, single lifecycle stages), intersected in place, most selective first; then the
+    /// others — when the candidates are few, checked member by member against the columns
+    /// instead of building their bitmaps (a union of ten city bitmaps costs more than checking
+    /// a few hundred thousand city codes).
     fn eval_all(&self, children: &[Rule], today: i32) -> RoaringBitmap {
-        let mut order: Vec<(u64, &Rule)> = children.iter().map(|c| (self.estimate(c), c)).collect();
-        order.sort_by_key(|(e, _)| *e);
-        let few = self.filter_max.unwrap_or_else(|| (self.present.len() / 32).max(1024));
-        let mut acc: Option<RoaringBitmap> = None;
-        for (_, child) in order {
+        if self.present.len() >= self.fused_min
+            && let Some(Fused::Members(r)) = self.eval_all_fused(children, true)
+        {
+            return r;
+        }
+        let (mut cheap, mut rest): (Vec<(u64, &Rule)>, Vec<(u64, &Rule)>) =
+            children.iter().map(|c| (self.estimate(c), c)).partition(|(_, c)| self.is_plain_bitmap(c));
+        cheap.sort_by_key(|(e, _)| *e);
+        rest.sort_by_key(|(e, _)| *e);
+        let few = self.filter_max.unwrap_or_else(|| (self.present.len() / 8).max(1024));
+        // Every stored bitmap the plain predicates need, smallest first: the first two are
+        // intersected into a new bitmap (no copy of either), the rest in place.
+        let (mut with, mut without): (Vec<&RoaringBitmap>, Vec<&RoaringBitmap>) = (Vec::new(), Vec::new());
+        for (_, child) in &cheap {
+            self.plain_bitmaps(child, &mut with, &mut without);
+        }
+        with.sort_by_key(|b| b.len());
+        let mut acc: Option<RoaringBitmap> = match with.as_slice() {
+            [] => None,
+            [one] => Some((*one).clone()),
+            [a, b, ..] => Some(*a & *b),
+        };
+        if let Some(a) = acc.as_mut() {
+            for b in with.iter().skip(2) {
+                *a &= *b;
+            }
+            for b in without {
+                *a -= b;
+            }
+            if a.is_empty() {
+                return RoaringBitmap::new();
+            }
+        }
+        for (_, child) in rest {
             acc = Some(match acc {
                 None => self.eval(child, today),
                 Some(a) if a.len() <= few => self.filter(&a, child, today),
@@ -391,8 +542,285 @@ impl AudienceIndex {
         acc.unwrap_or_default()
     }
 
+    /// `all` in one pass over the dense mirrors: per 64-member word, AND the words of every
+    /// dense predicate, then check the surviving members' column values for the others
+    /// (dimensions, lifecycle sets, sparse tags, points between bands). Two threads take half
+    /// the words each. None when a predicate has no dense or column form (events, attributes,
+    /// nested rules): the bitmap path answers those.
+    fn eval_all_fused(&self, children: &[Rule], members: bool) -> Option<Fused> {
+        enum Check<'a> {
+            Sparse(&'a RoaringBitmap),
+            Stages([bool; 5]),
+            Points(i64, i64),
+            Dim {
+                index: &'a DimIndex,
+                wanted: Vec<bool>,
+                consent: bool,
+            },
+            /// A dimension with one-byte codes: a 256-entry table answers each member.
+            Narrow {
+                codes: &'a [u8],
+                table: Box<[bool; 256]>,
+                index: &'a DimIndex,
+                wanted: Vec<bool>,
+                consent: bool,
+            },
+        }
+        let m = &self.mirror;
+        let (mut with, mut without, mut checks): (Vec<&Dense>, Vec<&Dense>, Vec<Check>) = (vec![], vec![], vec![]);
+        let mut needs_present = false;
+        for c in children {
+            match c {
+                Rule::Tag(t) => match (m.tags.get(t), self.tags.get(t)) {
+                    (Some(d), _) => with.push(d),
+                    (None, Some(b)) => checks.push(Check::Sparse(b)),
+                    (None, None) => {
+                        return Some(if members { Fused::Members(RoaringBitmap::new()) } else { Fused::Count(0) });
+                    }
+                },
+                Rule::Lifecycle(stages) if stages.len() == 1 => with.push(&m.lifecycle[stages[0].index()]),
+                Rule::Lifecycle(stages) => {
+                    let mut mask = [false; 5];
+                    for st in stages {
+                        mask[st.index()] = true;
+                    }
+                    checks.push(Check::Stages(mask));
+                    needs_present = true;
+                }
+                Rule::Rfm { r, f, m: mm } => {
+                    for (dim, range) in [r, f, mm].into_iter().enumerate() {
+                        if let Some((lo, hi)) = range {
+                            with.push(&m.rfm_ge[dim][usize::from(*lo - 1)]);
+                            if *hi < self.rfm_k {
+                                without.push(&m.rfm_ge[dim][usize::from(*hi)]);
+                            }
+                        }
+                    }
+                }
+                Rule::Points { min, max } => {
+                    let (lower, upper, exact) = self.points_bands(*min, *max);
+                    with.push(lower.map_or(&m.present, |i| &m.points_ge[i]));
+                    if let Some(i) = upper {
+                        without.push(&m.points_ge[i]);
+                    }
+                    if !exact {
+                        checks.push(Check::Points(*min, *max));
+                    }
+                }
+                Rule::Dim { dim, values } => {
+                    let index = &self.dims[dim_slot(*dim)];
+                    let mut wanted = vec![false; index.values.len()];
+                    for c in values.iter().filter_map(|v| index.lookup.get(v)) {
+                        wanted[usize::from(*c)] = true;
+                    }
+                    let consent = dim.from_events();
+                    match &index.column {
+                        Codes::Narrow(codes) => {
+                            let mut table = Box::new([false; 256]);
+                            for (c, w) in wanted.iter().enumerate() {
+                                table[c] = *w;
+                            }
+                            checks.push(Check::Narrow { codes, table, index, wanted, consent });
+                        }
+                        Codes::Wide(_) => checks.push(Check::Dim { index, wanted, consent }),
+                    }
+                }
+                _ => return None,
+            }
+        }
+        if with.is_empty() || needs_present {
+            with.push(&m.present);
+        }
+        let pass = |no: u32, c: &Check| -> bool {
+            match c {
+                Check::Sparse(b) => b.contains(no),
+                Check::Stages(mask) => mask[usize::from(self.lifecycle_col[no as usize])],
+                Check::Points(lo, hi) => (*lo..=*hi).contains(&i64::from(self.points_col[no as usize])),
+                Check::Dim { index, wanted, consent } => {
+                    if *consent && !m.profiling.get(no) {
+                        return false;
+                    }
+                    match index.column.get(no as usize) {
+                        NONE => wanted.iter().enumerate().any(|(v, w)| *w && index.bitmaps[v].contains(no)),
+                        v => wanted[usize::from(v)],
+                    }
+                }
+                Check::Narrow { codes, table, index, wanted, consent } => {
+                    let code = codes[no as usize];
+                    if table[usize::from(code)] {
+                        return !*consent || m.profiling.get(no);
+                    }
+                    // Several values (no single code): ask the value bitmaps.
+                    code == u8::MAX
+                        && (!*consent || m.profiling.get(no))
+                        && wanted.iter().enumerate().any(|(v, w)| *w && index.bitmaps[v].contains(no))
+                }
+            }
+        };
+        // Blocks of 64 words: each source is ANDed into a small buffer (vectorised, streaming
+        // through memory once), then the buffer's set bits are checked.
+        const BLOCK: usize = 64;
+        let run = |words: std::ops::Range<usize>| -> (Vec<u32>, u64) {
+            let mut out = Vec::new();
+            let mut count = 0u64;
+            let mut buf = [0u64; BLOCK];
+            let mut start = words.start;
+            while start < words.end {
+                let end = (start + BLOCK).min(words.end);
+                let n = end - start;
+                d_words_from(with[0].words(), start, end, &mut buf);
+                for d in &with[1..] {
+                    match d.words().get(start..end) {
+                        Some(src) => {
+                            for (b, s) in buf[..n].iter_mut().zip(src) {
+                                *b &= s;
+                            }
+                        }
+                        None => {
+                            // A mirror shorter than the others: its missing words are empty.
+                            let mut tmp = [0u64; BLOCK];
+                            d_words_from(d.words(), start, end, &mut tmp);
+                            for (b, s) in buf[..n].iter_mut().zip(&tmp[..n]) {
+                                *b &= s;
+                            }
+                        }
+                    }
+                }
+                for d in &without {
+                    let mut tmp = [0u64; BLOCK];
+                    d_words_from(d.words(), start, end, &mut tmp);
+                    for (b, s) in buf[..n].iter_mut().zip(&tmp[..n]) {
+                        *b &= !s;
+                    }
+                }
+                for (i, word) in buf[..n].iter().enumerate() {
+                    let mut bits = *word;
+                    while bits != 0 {
+                        let no = ((start + i) as u32) * 64 + bits.trailing_zeros();
+                        bits &= bits - 1;
+                        if checks.iter().all(|c| pass(no, c)) {
+                            count += 1;
+                            if members {
+                                out.push(no);
+                            }
+                        }
+                    }
+                }
+                start = end;
+            }
+            (out, count)
+        };
+        let words = m.present.words().len();
+        let (a, b) = if words >= 1 << 14 {
+            std::thread::scope(|s| {
+                let high = s.spawn(|| run(words / 2..words));
+                let low = run(0..words / 2);
+                (low, high.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            })
+        } else {
+            (run(0..words), (Vec::new(), 0))
+        };
+        Some(if members {
+            Fused::Members(RoaringBitmap::from_sorted_iter(a.0.into_iter().chain(b.0)).unwrap_or_default())
+        } else {
+            Fused::Count(a.1 + b.1)
+        })
+    }
+
+    /// Predicates answered by one or two stored bitmaps, without building anything.
+    fn is_plain_bitmap(&self, rule: &Rule) -> bool {
+        match rule {
+            Rule::Tag(_) | Rule::Rfm { .. } => true,
+            Rule::Lifecycle(s) => s.len() == 1,
+            Rule::Points { min, max } => self.points_bands(*min, *max).2,
+            _ => false,
+        }
+    }
+
+    /// The stored bitmaps a plain predicate is: members must be in each of `with` and in
+    /// none of `without`.
+    fn plain_bitmaps<'a>(
+        &'a self,
+        rule: &Rule,
+        with: &mut Vec<&'a RoaringBitmap>,
+        without: &mut Vec<&'a RoaringBitmap>,
+    ) {
+        static EMPTY: std::sync::OnceLock<RoaringBitmap> = std::sync::OnceLock::new();
+        match rule {
+            Rule::Tag(t) => with.push(self.tags.get(t).unwrap_or_else(|| EMPTY.get_or_init(RoaringBitmap::new))),
+            Rule::Lifecycle(s) => with.push(&self.lifecycle[s[0].index()]),
+            Rule::Rfm { r, f, m } => {
+                // A range starts at score 1 or more: "scored" is implied.
+                for (dim, range) in [r, f, m].into_iter().enumerate() {
+                    if let Some((lo, hi)) = range {
+                        with.push(&self.rfm_ge[dim][usize::from(*lo - 1)]);
+                        if *hi < self.rfm_k {
+                            without.push(&self.rfm_ge[dim][usize::from(*hi)]);
+                        }
+                    }
+                }
+            }
+            Rule::Points { min, max } => {
+                let (lower, upper, _) = self.points_bands(*min, *max);
+                with.push(lower.map_or(&self.present, |i| &self.points_ge[i]));
+                if let Some(i) = upper {
+                    without.push(&self.points_ge[i]);
+                }
+            }
+            _ => unreachable!("only plain predicates"),
+        }
+    }
+
+    /// The candidates that satisfy `rule`, checked one by one; dimension values are turned
+    /// into codes once, not looked up per member.
     fn filter(&self, candidates: &RoaringBitmap, rule: &Rule, today: i32) -> RoaringBitmap {
-        candidates.iter().filter(|no| self.check(*no, rule, today)).collect()
+        // Large candidate sets are split in two halves checked on two threads: the check is
+        // bound by reading the column, and each core brings its own bandwidth.
+        if candidates.len() >= 65_536 {
+            let mid = candidates.select((candidates.len() / 2) as u32).unwrap_or(0);
+            let mut low = candidates.clone();
+            low.remove_range(mid..);
+            let mut high = candidates.clone();
+            high.remove_range(..mid);
+            let (a, b) = std::thread::scope(|s| {
+                let h = s.spawn(|| self.filter_serial(&high, rule, today));
+                let a = self.filter_serial(&low, rule, today);
+                (a, h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            });
+            return a | b;
+        }
+        self.filter_serial(candidates, rule, today)
+    }
+
+    fn filter_serial(&self, candidates: &RoaringBitmap, rule: &Rule, today: i32) -> RoaringBitmap {
+        let keep: Vec<u32> = match rule {
+            Rule::Dim { dim, values } => {
+                let d = &self.dims[dim_slot(*dim)];
+                let mut wanted = vec![false; d.values.len()];
+                for c in values.iter().filter_map(|v| d.lookup.get(v)) {
+                    wanted[usize::from(*c)] = true;
+                }
+                let consent = dim.from_events();
+                candidates
+                    .iter()
+                    .filter(|no| {
+                        if consent && !self.profiling.contains(*no) {
+                            return false;
+                        }
+                        match d.column.get(*no as usize) {
+                            NONE => wanted.iter().enumerate().any(|(c, w)| *w && d.bitmaps[c].contains(*no)),
+                            c => wanted[usize::from(c)],
+                        }
+                    })
+                    .collect()
+            }
+            Rule::Points { min, max } => candidates
+                .iter()
+                .filter(|no| (*min..=*max).contains(&i64::from(self.points_col[*no as usize])))
+                .collect(),
+            _ => candidates.iter().filter(|no| self.check(*no, rule, today)).collect(),
+        };
+        RoaringBitmap::from_sorted_iter(keep).unwrap_or_default()
     }
 
     /// A rough size of a predicate's answer, to order the work of an `all`.
@@ -406,11 +834,28 @@ impl AudienceIndex {
                 values.iter().filter_map(|v| d.lookup.get(v)).map(|c| d.bitmaps[usize::from(*c)].len()).sum()
             }
             Rule::Rfm { .. } => n / 4,
-            Rule::Points { min, max } => self.points_superset(*min, *max).0.len(),
+            Rule::Points { min, max } => {
+                let (lower, upper, _) = self.points_bands(*min, *max);
+                let below = lower.map_or(n, |i| self.points_ge[i].len());
+                below.saturating_sub(upper.map_or(0, |i| self.points_ge[i].len()))
+            }
             Rule::Attr { name, .. } => self.attrs.get(name).map_or(0, |m| m.len() as u64),
             Rule::Event { .. } => n / 2,
             Rule::All(_) | Rule::Any(_) | Rule::Not(_) => n,
         }
+    }
+
+    /// The points bands around `[min, max]`: the "≥ bound" bitmaps below and above, and whether
+    /// they give the answer exactly (no member needs checking).
+    fn points_bands(&self, min: i64, max: i64) -> (Option<usize>, Option<usize>, bool) {
+        let lower = POINT_BOUNDS.iter().rposition(|b| i64::from(*b) <= min);
+        let upper = POINT_BOUNDS.iter().position(|b| i64::from(*b) > max);
+        let lower_exact = match lower {
+            Some(i) => i64::from(POINT_BOUNDS[i]) == min,
+            None => min <= 0,
+        };
+        let upper_exact = max == i64::MAX || upper.is_some_and(|i| i64::from(POINT_BOUNDS[i]) == max + 1);
+        (lower, upper, lower_exact && upper_exact)
     }
 
     /// Members whose points may lie in `[min, max]`, and whether that set is exact.
@@ -457,7 +902,7 @@ impl AudienceIndex {
                     return false;
                 }
                 let d = &self.dims[dim_slot(*dim)];
-                let col = d.column[i];
+                let col = d.column.get(i);
                 values
                     .iter()
                     .filter_map(|v| d.lookup.get(v))
@@ -506,7 +951,7 @@ impl AudienceIndex {
     pub fn dim_value(&self, member_id: &str, dim: Dim) -> Option<String> {
         let no = *self.nos.get(member_id)?;
         let d = &self.dims[dim_slot(dim)];
-        match d.column[no as usize] {
+        match d.column.get(no as usize) {
             NONE => d.values.iter().zip(&d.bitmaps).find(|(_, b)| b.contains(no)).map(|(v, _)| v.clone()),
             c => Some(d.values[usize::from(c)].clone()),
         }
@@ -545,7 +990,7 @@ impl AudienceIndex {
         let mut total = bitmap(&self.present) + bitmap(&self.profiling);
         total += self.tags.values().map(bitmap).sum::<usize>();
         for d in &self.dims {
-            total += d.bitmaps.iter().map(bitmap).sum::<usize>() + d.column.len() * 2;
+            total += d.bitmaps.iter().map(bitmap).sum::<usize>() + d.column.bytes();
         }
         total += self.lifecycle.iter().map(bitmap).sum::<usize>() + self.lifecycle_col.len();
         total += self.rfm_ge.iter().flatten().map(bitmap).sum::<usize>() + self.rfm_col.len() * 3;
@@ -556,8 +1001,26 @@ impl AudienceIndex {
                 total += bitmap(&d.members) + d.extra.len() * 8;
             }
         }
+        let m = &self.mirror;
+        total += m.present.bytes() + m.profiling.bytes();
+        total += m
+            .lifecycle
+            .iter()
+            .chain(m.rfm_ge.iter().flatten())
+            .chain(&m.points_ge)
+            .chain(m.tags.values())
+            .map(Dense::bytes)
+            .sum::<usize>();
         total
     }
+}
+
+/// Copy `words[start..end]` (as far as it exists) into `out`; returns how many were copied.
+fn d_words_from(words: &[u64], start: usize, end: usize, out: &mut [u64]) -> usize {
+    let have = words.len().clamp(start, end) - start;
+    out[..have].copy_from_slice(&words[start..start + have]);
+    out[have..end - start].fill(0);
+    have
 }
 
 fn dim_slot(d: Dim) -> usize {
@@ -644,7 +1107,8 @@ mod tests {
     }
 
     fn parse(rule: &J) -> Rule {
-        let tags: BTreeSet<String> = TAGS.iter().map(|t| t.to_string()).collect();
+        let mut tags: BTreeSet<String> = TAGS.iter().map(|t| t.to_string()).collect();
+        tags.insert("vip".into());
         let attributes = [("size".to_string(), AttributeKind::Number)].into_iter().collect();
         Rule::parse(rule, &Vocabulary { tags: &tags, attributes: &attributes, rfm_k: 5 })
             .expect("generated rules are valid")
@@ -666,8 +1130,9 @@ mod tests {
             removed in proptest::collection::btree_set(0usize..80, 0..5),
             rules in proptest::collection::vec(rule_json(), 1..6),
             filter_max in prop_oneof![Just(0u64), 0u64..100],
+            fused in any::<bool>(),
         ) {
-            let mut index = AudienceIndex::new(5).with_filter_max(filter_max);
+            let mut index = AudienceIndex::new(5).with_filter_max(filter_max).with_fused_min(if fused { 0 } else { u64::MAX });
             let mut model: BTreeMap<String, Facts> = BTreeMap::new();
             for (i, f) in members.iter().enumerate() {
                 index.upsert(&format!("m{i}"), f, true);
@@ -688,11 +1153,39 @@ mod tests {
                 let want: HashSet<&str> = model.iter().filter(|(_, f)| r.matches(f, TODAY)).map(|(id, _)| id.as_str()).collect();
                 let got: HashSet<&str> = index.members(&r, TODAY).into_iter().collect();
                 prop_assert_eq!(&got, &want, "rule {}", rule);
+                prop_assert_eq!(index.count(&r, TODAY), want.len() as u64, "count of {}", rule);
                 for id in model.keys() {
                     prop_assert_eq!(index.matches(id, &r, TODAY), want.contains(id.as_str()));
                 }
             }
         }
+    }
+
+    /// Large candidate sets (checked on two threads) and dimensions with more than 254 values
+    /// (two-byte codes) answer like the reference.
+    #[test]
+    fn many_members_and_many_values() {
+        // Always check one by one after the bitmaps, so that 100,000 candidates go to two threads.
+        let mut index = AudienceIndex::new(5).with_filter_max(u64::MAX).with_fused_min(u64::MAX);
+        let mut fused = AudienceIndex::new(5).with_fused_min(0);
+        let mut model = Vec::new();
+        for i in 0..150_000u32 {
+            let mut f = Facts { points: i64::from(i % 3_000), ..Facts::default() };
+            f.dims.insert(Dim::City, [format!("c{}", i % 300)].into_iter().collect());
+            if i % 3 == 0 {
+                f.tags.insert("vip".into());
+            }
+            index.upsert(&format!("m{i}"), &f, true);
+            fused.upsert(&format!("m{i}"), &f, true);
+            model.push(f);
+        }
+        let rule = parse(
+            &serde_json::json!({"all": [{"dim": "city", "in": ["c3", "c270", "c299"]}, {"points": {"ge": 1000}}]}),
+        );
+        let want = model.iter().filter(|f| rule.matches(f, TODAY)).count() as u64;
+        assert!(want > 0);
+        assert_eq!(index.count(&rule, TODAY), want);
+        assert_eq!(fused.count(&rule, TODAY), want);
     }
 
     #[test]

@@ -2,5 +2,6 @@
 //! the audience index answers segment rules with roaring bitmaps over dense member numbers.
 
 pub mod audience;
+pub mod dense;
 
 pub use audience::AudienceIndex;
