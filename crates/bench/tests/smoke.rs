@@ -14,3 +14,29 @@ async fn member_benchmark_runs_at_a_tiny_size() {
     assert!(http.ops > 0 && http.errors == 0, "{http}");
     assert!(raw.ops > 0);
 }
+
+/// The CDP benchmarks once at a tiny size (DuckDB baselines only when a Python with duckdb is
+/// named, as in CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdp_benchmarks_run_at_a_tiny_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, raw) = ronghe_bench::cdp::ingest(dir.path(), std::time::Duration::from_millis(300), 2).await.unwrap();
+    assert!(http.ops > 0 && http.errors == 0, "{http}");
+    assert!(raw.ops > 0, "{raw}");
+    let py = std::env::var("RONGHE_TEST_PYTHON").ok().map(std::path::PathBuf::from);
+    let root = dir.path().to_path_buf();
+    let py2 = py.clone();
+    let seg = tokio::task::spawn_blocking(move || ronghe_bench::cdp::segments(&root, 3_000, 3, py2.as_deref()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(seg.count > 0 && seg.memory_bytes > 0);
+    if let Some((_, n)) = seg.duckdb {
+        assert_eq!(n, seg.count, "DuckDB and the index count the same members");
+    }
+    let rfm = ronghe_bench::cdp::rfm(dir.path(), 200, 2_000, py.as_deref()).await.unwrap();
+    assert!(rfm.scored > 0);
+    if let Some(diff) = rfm.mismatched_cells {
+        assert_eq!(diff, 0, "DuckDB and Ronghe score every member alike");
+    }
+}
