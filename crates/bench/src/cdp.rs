@@ -198,7 +198,7 @@ fn synthetic(i: u64) -> (bool, u8, u8, u8, usize, i64, Facts) {
     facts.rfm = Scores { r, f, m };
     facts.lifecycle = Stage::ALL[rng.gen_range(0..5)];
     let mut put = |d: Dim, v: String| {
-        facts.dims.entry(d).or_insert_with(BTreeSet::new).insert(v);
+        facts.dims.entry(d).or_default().insert(v);
     };
     put(Dim::City, format!("city-{city:02}"));
     put(Dim::AgeBand, ["under_18", "18-24", "25-34", "35-44", "45-54", "55+", "unknown"][rng.gen_range(0..7)].into());

@@ -498,7 +498,8 @@ impl AudienceIndex {
         {
             return r;
         }
-        let (mut cheap, mut rest): (Vec<(u64, &Rule)>, Vec<(u64, &Rule)>) =
+        type Planned<'r> = Vec<(u64, &'r Rule)>;
+        let (mut cheap, mut rest): (Planned, Planned) =
             children.iter().map(|c| (self.estimate(c), c)).partition(|(_, c)| self.is_plain_bitmap(c));
         cheap.sort_by_key(|(e, _)| *e);
         rest.sort_by_key(|(e, _)| *e);

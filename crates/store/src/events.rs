@@ -225,18 +225,21 @@ pub fn insert_known(tx: &mut dyn Tx, rows: &[(String, Event)], source: &str, now
     Ok(n)
 }
 
+/// An order as the timeline shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderEvent<'a> {
+    pub order_id: &'a str,
+    pub member_id: &'a str,
+    pub channel: &'a str,
+    pub store_id: Option<&'a str>,
+    pub payable_fen: i64,
+    pub placed_at: Millis,
+}
+
 /// An order as an event on the member's timeline (`order_completed`), written in the order's
 /// own transaction so that callers never send it twice.
-pub fn record_order(
-    tx: &mut dyn Tx,
-    order_id: &str,
-    member_id: &str,
-    channel: &str,
-    store_id: Option<&str>,
-    payable_fen: i64,
-    placed_at: Millis,
-    now: Millis,
-) -> Result<()> {
+pub fn record_order(tx: &mut dyn Tx, o: OrderEvent, now: Millis) -> Result<()> {
+    let OrderEvent { order_id, member_id, channel, store_id, payable_fen, placed_at } = o;
     let body = serde_json::json!({"properties": {"order_id": order_id, "payable_fen": payable_fen}}).to_string();
     tx.exec(
         "INSERT INTO events (message_id, at, received_at, kind, name, member_id, source, channel, store_id, body)

@@ -77,16 +77,15 @@ pub fn import(tx: &mut dyn Tx, kr: &Keyring, rows: &[Transaction], now: Millis) 
                 vals![id.as_str(), sku.as_str(), name, category, qty, t.amount_fen / qty, t.amount_fen],
             )?;
         }
-        crate::events::record_order(
-            tx,
-            &id,
-            &member,
-            &t.channel,
-            t.store_id.as_deref(),
-            t.amount_fen,
-            t.ordered_at,
-            now,
-        )?;
+        let event = crate::events::OrderEvent {
+            order_id: &id,
+            member_id: &member,
+            channel: &t.channel,
+            store_id: t.store_id.as_deref(),
+            payable_fen: t.amount_fen,
+            placed_at: t.ordered_at,
+        };
+        crate::events::record_order(tx, event, now)?;
         out.orders += 1;
         touched.push(member);
     }

@@ -275,16 +275,15 @@ pub fn place(tx: &mut dyn Tx, o: &NewOrder, now: Millis) -> Result<(Order, bool)
             points::credit_earned(tx, m, &id, priced.points_earned, online, now)?;
             crate::tiers::upgrade(tx, m, now)?;
         }
-        crate::events::record_order(
-            tx,
-            &id,
-            m,
-            &o.channel,
-            o.store_id.as_deref(),
-            priced.payable_fen,
-            o.placed_at,
-            now,
-        )?;
+        let event = crate::events::OrderEvent {
+            order_id: &id,
+            member_id: m,
+            channel: &o.channel,
+            store_id: o.store_id.as_deref(),
+            payable_fen: priced.payable_fen,
+            placed_at: o.placed_at,
+        };
+        crate::events::record_order(tx, event, now)?;
     }
     outbox::append(
         tx,
