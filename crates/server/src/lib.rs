@@ -226,6 +226,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/analytics/dimensions/{dim}", get(audience::dimension))
         .route("/v1/data-quality", get(audience::data_quality))
         .route("/v1/events/export", get(audience::export_events))
+        .route("/v1/events/retention", get(audience::get_retention).put(audience::put_retention))
         .route("/v1/members/{id}/events", get(audience::timeline))
         .route("/v1/keys", post(admin::create_key))
         .route("/v1/audit", get(admin::list_audit))

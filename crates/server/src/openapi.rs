@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
         audience::preview, audience::create, audience::list, audience::get, audience::export,
         audience::list_tags, audience::define_tag, audience::tag_members,
         audience::rfm, audience::get_rfm_config, audience::put_rfm_config, audience::lifecycle, audience::get_lifecycle_config,
-        audience::put_lifecycle_config, audience::dimension, audience::rebuild, audience::data_quality, audience::export_events, audience::timeline,
+        audience::put_lifecycle_config, audience::dimension, audience::rebuild, audience::data_quality, audience::export_events, audience::get_retention, audience::put_retention, audience::timeline,
     ),
     components(schemas(crate::problem::Problem)),
     modifiers(&ApiKey),

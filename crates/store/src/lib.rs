@@ -152,7 +152,10 @@ impl Store {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("ronghe-sqlite-writer".into())
-            .spawn(move || sqlite_writer(wconn, rx))
+            .spawn({
+                let wal = dir.join("ronghe.db-wal");
+                move || sqlite_writer(wconn, rx, wal)
+            })
             .map_err(|e| Error::Config(format!("cannot start the writer thread: {e}")))?;
         let (stop, stopped) = mpsc::channel::<()>();
         let cconn = open(&path, true)?;
@@ -359,8 +362,24 @@ fn check_fingerprint(tx: &mut dyn Tx, keyring: &Keyring) -> Result<()> {
 
 /// The SQLite writer: takes every command waiting, runs each in a savepoint inside one
 /// transaction, commits once, then answers them all.
-fn sqlite_writer(conn: rusqlite::Connection, rx: mpsc::Receiver<Job>) {
+/// Above this size the writer folds the WAL in itself. The checkpoint thread's passive
+/// checkpoints cannot finish while writes never pause (a bulk load, a long peak of events),
+/// and a WAL that is never restarted grows without bound — 12 GB in minutes was seen.
+const WAL_LIMIT_BYTES: u64 = 256 << 20;
+
+fn sqlite_writer(conn: rusqlite::Connection, rx: mpsc::Receiver<Job>, wal: std::path::PathBuf) {
+    let mut checked = std::time::Instant::now();
     while let Ok(first) = rx.recv() {
+        let due = checked.elapsed() >= std::time::Duration::from_millis(100);
+        if due {
+            checked = std::time::Instant::now();
+        }
+        if due && std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_LIMIT_BYTES) {
+            // TRUNCATE waits for readers (busy_timeout), copies every frame and empties the file.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "checkpoint of a large WAL failed");
+            }
+        }
         let mut batch = vec![first];
         while batch.len() < GROUP_MAX {
             match rx.try_recv() {

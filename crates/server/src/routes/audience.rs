@@ -788,6 +788,43 @@ pub fn event_json(e: &events::StoredEvent) -> serde_json::Value {
     })
 }
 
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RetentionView {
+    /// Days behaviour events are kept (default 400); older ones are removed hourly.
+    pub days: i64,
+}
+
+/// How long behaviour events are kept
+#[utoipa::path(get, path = "/v1/events/retention", tag = "analytics",
+    responses((status = 200, body = RetentionView), (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn get_retention(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<RetentionView>> {
+    caller.require(Action::ReadAudience)?;
+    Ok(axum::Json(RetentionView { days: state.store.read(|tx, _| audience::retention_days(tx)).await? }))
+}
+
+/// Change how long behaviour events are kept
+///
+/// 7 to 3,660 days. Events older than that are removed by the hourly housekeeping; event rules
+/// look back at most 366 days.
+#[utoipa::path(put, path = "/v1/events/retention", tag = "analytics", request_body = RetentionView,
+    responses((status = 200, body = RetentionView), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn put_retention(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<RetentionView>,
+) -> ApiResult<axum::Json<RetentionView>> {
+    caller.require(Action::ManageAudience)?;
+    if !(7..=3660).contains(&body.days) {
+        return Err(DomainError::field("days", "7 to 3660").into());
+    }
+    let days = body.days;
+    state.store.write(move |tx, _| audience::set_retention_days(tx, days)).await?;
+    state.audience.rebuild(&state.store, state.now(), true).await?;
+    Ok(axum::Json(body))
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TimelineView {
     pub member_id: String,

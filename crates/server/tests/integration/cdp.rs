@@ -100,9 +100,19 @@ async fn segment_batches_are_stored_once_and_rejected_one_by_one(app: TestApp) {
     assert_eq!(lines[0]["timestamp"], ronghe_server::clock::rfc3339(START_MS - 60_000));
     assert_eq!(lines[1]["event"], "page_viewed");
 
+    // Retention: configurable; events older than it are refused as too old.
+    let (s, r) = app.put("/v1/events/retention", &app.admin, json!({"days": 7})).await;
+    assert_eq!((s, r["days"].as_i64()), (StatusCode::OK, Some(7)), "{r}");
+    let (s, _) = app.put("/v1/events/retention", &app.admin, json!({"days": 0})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let old = json!({"type":"track","event":"x","userId":"u","messageId":"old-1","timestamp": ts(START_MS - 10 * DAY)})
+        .to_string();
+    let (s, b) = send(&app, "/v1/track", Some(&tracker), &old).await;
+    assert_eq!((s, b["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("timestamp")), "{b}");
+
     let (s, q) = app.get("/v1/data-quality", &app.admin).await;
     assert_eq!(s, StatusCode::OK, "{q}");
-    assert_eq!((q["accepted"].as_i64(), q["duplicates"].as_i64(), q["rejected"].as_i64()), (Some(3), Some(2), Some(7)));
+    assert_eq!((q["accepted"].as_i64(), q["duplicates"].as_i64(), q["rejected"].as_i64()), (Some(3), Some(2), Some(8)));
     let missing: i64 = q["counts"]
         .as_array()
         .unwrap()
