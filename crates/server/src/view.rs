@@ -186,6 +186,11 @@ pub struct MemberView {
     /// Built-in dimensions (docs/cdp.md); event-derived ones only with profiling consent.
     #[schema(value_type = Object)]
     pub dimensions: BTreeMap<String, Vec<String>>,
+    /// The latest ten events on the member's timeline, newest first (`GET /v1/members/{id}`
+    /// only; the whole timeline is `GET /v1/members/{id}/events`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub timeline: Option<Vec<serde_json::Value>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -258,6 +263,7 @@ impl MemberView {
             rfm: None,
             lifecycle: None,
             dimensions: BTreeMap::new(),
+            timeline: None,
         }
     }
 

@@ -89,6 +89,11 @@ async fn describe(state: &AppState, v: &mut MemberView, raw: bool) -> ApiResult<
         b.describe(v, today);
         b.rfm.window_days
     };
+    if raw {
+        let id = v.id.clone();
+        let events = state.store.read_short(move |tx, _| ronghe_store::events::timeline(tx, &id, 10)).await?;
+        v.timeline = Some(events.iter().map(crate::routes::audience::event_json).collect());
+    }
     if raw && let Some(rfm) = v.rfm.as_mut() {
         let id = v.id.clone();
         let from = ronghe_domain::calendar::start_of(today - window as i32 + 1);

@@ -152,6 +152,7 @@ async fn anonymous_events_are_stitched_and_trust_follows_the_key(app: TestApp) {
     assert_eq!(names, vec!["identify", "product_viewed", "product_viewed"]);
     let (_, v) = app.get(&format!("/v1/members/{member}"), &app.admin).await;
     assert_eq!(v["dimensions"]["browsed_category"], json!(["shoes"]));
+    assert_eq!(v["timeline"][0]["event"], "identify");
     // Later events of the stitched anonymous id go straight to the member.
     let more = json!({"type":"track","event":"Product Viewed","anonymousId":"anon-7","messageId":"v-3"});
     send(&app, "/v1/track", Some(&tracker), &more.to_string()).await;
