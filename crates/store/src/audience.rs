@@ -274,20 +274,31 @@ pub fn transitions(tx: &mut dyn Tx, member_id: &str) -> Result<Vec<Transition>> 
 /// in table order, aggregated here: SQLite's GROUP BY would walk the member index and fetch
 /// every row by its key, several times slower.
 pub fn rfm_raw(tx: &mut dyn Tx, as_of: Millis, window_from: Millis) -> Result<Vec<(String, Millis, i64, i64)>> {
-    let rows = tx.query(
+    let mut by_member: HashMap<String, (Millis, i64, i64)> = HashMap::new();
+    let mut bad = None;
+    tx.query_each(
         "SELECT member_id, placed_at, payable_fen FROM orders
          WHERE member_id IS NOT NULL AND placed_at < $1 AND status NOT IN ('cancelled', 'awaiting_payment')",
         vals![as_of],
+        &mut |r| {
+            let (Ok(at), Ok(fen)) = (r.i64(1), r.i64(2)) else {
+                bad = Some(DbError::Other("an order row without time or amount".into()));
+                return;
+            };
+            let Ok(member) = r.str(0) else { return };
+            let e = match by_member.get_mut(member) {
+                Some(e) => e,
+                None => by_member.entry(member.to_string()).or_insert((at, 0, 0)),
+            };
+            e.0 = e.0.max(at);
+            if at >= window_from {
+                e.1 += 1;
+                e.2 += fen;
+            }
+        },
     )?;
-    let mut by_member: HashMap<String, (Millis, i64, i64)> = HashMap::new();
-    for r in rows {
-        let (at, fen) = (r.i64(1)?, r.i64(2)?);
-        let e = by_member.entry(r.string(0)?).or_insert((at, 0, 0));
-        e.0 = e.0.max(at);
-        if at >= window_from {
-            e.1 += 1;
-            e.2 += fen;
-        }
+    if let Some(e) = bad {
+        return Err(e.into());
     }
     let mut out: Vec<(String, Millis, i64, i64)> = by_member.into_iter().map(|(m, (l, f, v))| (m, l, f, v)).collect();
     out.sort_unstable_by(|a, b| a.0.cmp(&b.0));

@@ -138,6 +138,13 @@ impl Row {
             _ => self.i64(i).map(Some),
         }
     }
+    /// A text column, borrowed.
+    pub fn str(&self, i: usize) -> Result<&str, DbError> {
+        match self.at(i)? {
+            Value::Text(v) => Ok(v),
+            v => Err(DbError::Other(format!("column {i}: expected text, got {v:?}"))),
+        }
+    }
     pub fn string(&self, i: usize) -> Result<String, DbError> {
         match self.at(i)? {
             Value::Text(v) => Ok(v.clone()),
@@ -172,6 +179,14 @@ pub trait Tx {
 
     fn query_one(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>, DbError> {
         Ok(self.query(sql, params)?.into_iter().next())
+    }
+
+    /// Stream the rows to `each` without holding them all (scans of millions of rows).
+    fn query_each(&mut self, sql: &str, params: &[Value], each: &mut dyn FnMut(&Row)) -> Result<(), DbError> {
+        for r in self.query(sql, params)? {
+            each(&r);
+        }
+        Ok(())
     }
 
     /// ` FOR UPDATE` on PostgreSQL (row locks under READ COMMITTED); nothing on SQLite,
@@ -215,8 +230,22 @@ impl Tx for SqliteTx<'_> {
         Ok(stmt.execute(rusqlite::params_from_iter(params.iter()))? as u64)
     }
 
+    fn query_each(&mut self, sql: &str, params: &[Value], each: &mut dyn FnMut(&Row)) -> Result<(), DbError> {
+        let mut stmt = self.0.prepare_cached(&sqlite_sql(sql))?;
+        let n = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+        let mut row = Row(Vec::with_capacity(n));
+        while let Some(r) = rows.next()? {
+            row.0.clear();
+            for i in 0..n {
+                row.0.push(sqlite_value(r.get_ref(i)?));
+            }
+            each(&row);
+        }
+        Ok(())
+    }
+
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
-        use rusqlite::types::ValueRef;
         let mut stmt = self.0.prepare_cached(&sqlite_sql(sql))?;
         let n = stmt.column_count();
         let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
@@ -224,17 +253,22 @@ impl Tx for SqliteTx<'_> {
         while let Some(r) = rows.next()? {
             let mut vals = Vec::with_capacity(n);
             for i in 0..n {
-                vals.push(match r.get_ref(i)? {
-                    ValueRef::Null => Value::Null,
-                    ValueRef::Integer(v) => Value::Int(v),
-                    ValueRef::Real(v) => Value::Real(v),
-                    ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-                    ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-                });
+                vals.push(sqlite_value(r.get_ref(i)?));
             }
             out.push(Row(vals));
         }
         Ok(out)
+    }
+}
+
+fn sqlite_value(v: rusqlite::types::ValueRef<'_>) -> Value {
+    use rusqlite::types::ValueRef;
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(v) => Value::Int(v),
+        ValueRef::Real(v) => Value::Real(v),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
     }
 }
 
@@ -331,6 +365,16 @@ impl Tx for PgTx<'_, '_> {
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
         let st = self.statement(sql)?;
         self.tx.query(&st, &pg_params(params))?.iter().map(pg_row).collect()
+    }
+
+    fn query_each(&mut self, sql: &str, params: &[Value], each: &mut dyn FnMut(&Row)) -> Result<(), DbError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let st = self.statement(sql)?;
+        let mut rows = self.tx.query_raw(&st, pg_params(params))?;
+        while let Some(r) = rows.next()? {
+            each(&pg_row(&r)?);
+        }
+        Ok(())
     }
 
     fn for_update(&self) -> &'static str {
