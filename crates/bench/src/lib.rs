@@ -149,6 +149,11 @@ pub async fn start_server(store: Store) -> anyhow::Result<String> {
         ..Config::default()
     };
     let state = AppState::new(store, Arc::new(SystemClock), config);
+    // Measure the steady state: the audience index is built before the clients start.
+    let now = ronghe_server::clock::Clock::now_ms(&SystemClock);
+    let started = Instant::now();
+    drop(state.audience.get(&state.store, now).await.map_err(|e| anyhow::anyhow!("{:?}", e.error))?);
+    eprintln!("  audience index built in {:.1} s", started.elapsed().as_secs_f64());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(ronghe_server::serve(listener, state, std::future::pending()));

@@ -962,7 +962,10 @@ impl AudienceIndex {
     pub fn dim_values(&self, member_id: &str, dim: Dim) -> Vec<String> {
         let Some(no) = self.nos.get(member_id).copied() else { return Vec::new() };
         let d = &self.dims[dim_slot(dim)];
-        d.values.iter().zip(&d.bitmaps).filter(|(_, b)| b.contains(no)).map(|(v, _)| v.clone()).collect()
+        match d.column.get(no as usize) {
+            NONE => d.values.iter().zip(&d.bitmaps).filter(|(_, b)| b.contains(no)).map(|(v, _)| v.clone()).collect(),
+            c => vec![d.values[usize::from(c)].clone()],
+        }
     }
 
     /// The manual tags a member holds.

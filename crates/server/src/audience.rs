@@ -1,7 +1,9 @@
 //! This node's audience index and the rules around it: built from the store at start and
-//! again at the first use of each new day (so that windows and recency slide with time),
-//! refreshed for every member a write touches before the write is answered, and the
-//! vocabulary (tags, attributes) that segment rules are checked against.
+//! rebuilt in the background at the first use of each new day (so that windows and recency
+//! slide with time; answers meanwhile come from the previous day's index), refreshed for every
+//! member a write touches before the write is answered, and the vocabulary (tags, attributes)
+//! that segment rules are checked against. Nothing a till waits for (member lookups) ever
+//! waits for a build.
 
 use crate::problem::ApiError;
 use ronghe_domain::dims::{self, Dim};
@@ -14,7 +16,7 @@ use ronghe_engine::AudienceIndex;
 use ronghe_store::audience::{self, MemberData, Which};
 use ronghe_store::{Store, members, tags};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 /// Members loaded per read during a rebuild.
 const PAGE: i64 = 5_000;
@@ -63,13 +65,32 @@ pub fn facts(d: &MemberData, today: i32, b: &Boundaries, rfm: &RfmConfig, lc: &L
 }
 
 impl Audience {
-    /// The built index, building it first if this node has none or the day has turned.
-    pub async fn get(&self, store: &Store, now: Millis) -> Result<RwLockReadGuard<'_, Option<Built>>, ApiError> {
-        let stale = self.read().as_ref().is_none_or(|b| b.day != calendar::day_of(now));
-        if stale {
-            self.rebuild(store, now, false).await?;
+    /// The built index, building it first if this node has none yet. When the day has turned
+    /// a rebuild starts in the background and this answers from the current index.
+    pub async fn get(
+        self: &Arc<Self>,
+        store: &Store,
+        now: Millis,
+    ) -> Result<RwLockReadGuard<'_, Option<Built>>, ApiError> {
+        let day = self.read().as_ref().map(|b| b.day);
+        match day {
+            None => self.rebuild(store, now, false).await?,
+            Some(d) if d != calendar::day_of(now) && self.building.try_lock().is_ok() => {
+                let (me, store) = (self.clone(), store.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = me.rebuild(&store, now, false).await {
+                        tracing::warn!(code = %e.error.code, "the daily rebuild of the audience index failed");
+                    }
+                });
+            }
+            Some(_) => {}
         }
         Ok(self.read())
+    }
+
+    /// The index as it is, never waiting for a build (None before the first one).
+    pub fn current(&self) -> RwLockReadGuard<'_, Option<Built>> {
+        self.read()
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Option<Built>> {
@@ -158,7 +179,12 @@ impl Audience {
     }
 
     /// Parse a rule against what exists now, rule tags expanded.
-    pub async fn parse(&self, store: &Store, now: Millis, json: &serde_json::Value) -> Result<Rule, ApiError> {
+    pub async fn parse(
+        self: &Arc<Self>,
+        store: &Store,
+        now: Millis,
+        json: &serde_json::Value,
+    ) -> Result<Rule, ApiError> {
         let guard = self.get(store, now).await?;
         let b = guard.as_ref().ok_or_else(|| internal("no index"))?;
         let rule = Rule::parse(json, &Vocabulary { tags: &b.tags, attributes: &b.attributes, rfm_k: b.rfm_k() })?;
@@ -260,56 +286,54 @@ type Changes = Vec<(String, Stage)>;
 
 fn build(store: &Store, now: Millis) -> Result<(Built, Changes), ApiError> {
     let today = calendar::day_of(now);
-    store
-        .read_blocking(|tx, kr| {
-            let rfm = audience::rfm_config(tx)?;
-            let lifecycle = audience::lifecycle_config(tx)?;
-            let retention_days = audience::retention_days(tx)?;
-            let tag_list = tags::list(tx)?;
-            let attributes = members::attribute_defs(tx)?;
-            // RFM boundaries from everyone's raw values first, then score each member.
-            let window_from = calendar::start_of(today - rfm.window_days as i32 + 1);
-            let raws: Vec<Raw> = audience::rfm_raw(tx, calendar::start_of(today + 1), window_from)?
-                .into_iter()
-                .map(|(_, last, f, m)| Raw {
-                    recency_days: Some((today - calendar::day_of(last)).max(0) as u32),
-                    frequency: f,
-                    monetary_fen: m,
-                })
-                .collect();
-            let boundaries = Boundaries::compute(&rfm, &raws);
-            let mut index = AudienceIndex::new(rfm.k());
-            let mut changes = Vec::new();
-            let events_from = calendar::start_of(today - retention_days as i32);
-            let last = audience::max_seq(tx)?;
-            let mut after = 0;
-            while after < last {
-                for d in audience::load(tx, kr, Which::Seqs(after, after + PAGE), events_from)? {
-                    let f = facts(&d, today, &boundaries, &rfm, &lifecycle);
-                    if d.recorded_stage != Some(f.lifecycle) {
-                        changes.push((d.id.clone(), f.lifecycle));
-                    }
-                    index.upsert(&d.id, &f, true);
-                }
-                after += PAGE;
+    // The settings and everyone's RFM raw values first (boundaries need them all), then the
+    // members page by page, each page its own short read: a build of millions of members must
+    // not hold one snapshot (and the SQLite WAL) for its whole length. Writes made meanwhile
+    // are replayed after the swap.
+    let (rfm, lifecycle, retention_days, tag_list, attributes, last, raws) = store.read_blocking(|tx, _| {
+        let rfm = audience::rfm_config(tx)?;
+        let window_from = calendar::start_of(today - rfm.window_days as i32 + 1);
+        let raws: Vec<Raw> = audience::rfm_raw(tx, calendar::start_of(today + 1), window_from)?
+            .into_iter()
+            .map(|(_, last, f, m)| Raw {
+                recency_days: Some((today - calendar::day_of(last)).max(0) as u32),
+                frequency: f,
+                monetary_fen: m,
+            })
+            .collect();
+        Ok((
+            rfm,
+            audience::lifecycle_config(tx)?,
+            audience::retention_days(tx)?,
+            tags::list(tx)?,
+            members::attribute_defs(tx)?,
+            audience::max_seq(tx)?,
+            raws,
+        ))
+    })?;
+    let boundaries = Boundaries::compute(&rfm, &raws);
+    drop(raws);
+    let mut index = AudienceIndex::new(rfm.k());
+    let mut changes = Vec::new();
+    let events_from = calendar::start_of(today - retention_days as i32);
+    let mut after = 0;
+    while after < last {
+        let page =
+            store.read_blocking(|tx, kr| audience::load(tx, kr, Which::Seqs(after, after + PAGE), events_from))?;
+        for d in page {
+            let f = facts(&d, today, &boundaries, &rfm, &lifecycle);
+            if d.recorded_stage != Some(f.lifecycle) {
+                changes.push((d.id.clone(), f.lifecycle));
             }
-            let (names, rule_tags) = vocabulary(&tag_list, &attributes, rfm.k());
-            Ok((
-                Built {
-                    index,
-                    boundaries,
-                    rfm,
-                    lifecycle,
-                    day: today,
-                    tags: names,
-                    rule_tags,
-                    attributes,
-                    retention_days,
-                },
-                changes,
-            ))
-        })
-        .map_err(ApiError::from)
+            index.upsert(&d.id, &f, true);
+        }
+        after += PAGE;
+    }
+    let (names, rule_tags) = vocabulary(&tag_list, &attributes, rfm.k());
+    Ok((
+        Built { index, boundaries, rfm, lifecycle, day: today, tags: names, rule_tags, attributes, retention_days },
+        changes,
+    ))
 }
 
 /// Record lifecycle transitions, a thousand members per transaction.

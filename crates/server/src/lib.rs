@@ -69,7 +69,7 @@ pub struct Shared {
     pub config: Config,
     pub metrics: metrics::Metrics,
     pub limiter: RateLimiter,
-    pub audience: audience::Audience,
+    pub audience: Arc<audience::Audience>,
     key_cache: Mutex<HashMap<String, (Option<Principal>, Instant)>>,
 }
 
@@ -96,7 +96,7 @@ impl AppState {
             config,
             metrics: metrics::Metrics::default(),
             limiter,
-            audience: audience::Audience::default(),
+            audience: Arc::new(audience::Audience::default()),
             key_cache: Mutex::new(HashMap::new()),
         }))
     }

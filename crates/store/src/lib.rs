@@ -375,10 +375,13 @@ fn sqlite_writer(conn: rusqlite::Connection, rx: mpsc::Receiver<Job>, wal: std::
             checked = std::time::Instant::now();
         }
         if due && std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_LIMIT_BYTES) {
-            // TRUNCATE waits for readers (busy_timeout), copies every frame and empties the file.
+            // TRUNCATE copies every frame and empties the file; it waits for readers, so only
+            // briefly here (a long read, such as an index build, just postpones it).
+            let _ = conn.busy_timeout(std::time::Duration::from_millis(50));
             if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "checkpoint of a large WAL failed");
+                tracing::debug!(error = %e, "checkpoint of a large WAL postponed");
             }
+            let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
         }
         let mut batch = vec![first];
         while batch.len() < GROUP_MAX {

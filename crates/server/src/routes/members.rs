@@ -84,7 +84,8 @@ async fn describe(state: &AppState, v: &mut MemberView, raw: bool) -> ApiResult<
     let now = state.now();
     let today = ronghe_domain::calendar::day_of(now);
     let window = {
-        let guard = state.audience.get(&state.store, now).await?;
+        // Never wait for a build here: a till's lookup answers without the index if need be.
+        let guard = state.audience.current();
         let Some(b) = guard.as_ref() else { return Ok(()) };
         b.describe(v, today);
         b.rfm.window_days

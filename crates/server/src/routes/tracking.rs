@@ -197,9 +197,10 @@ async fn ingest(state: &AppState, headers: &HeaderMap, body: &[u8], single: Opti
         (Some(_), _) => vec![text],
     };
     let now = state.now();
-    let retention = {
-        let guard = state.audience.get(&state.store, now).await?;
-        guard.as_ref().map_or(400, |b| b.retention_days)
+    let cached = state.audience.current().as_ref().map(|b| b.retention_days);
+    let retention = match cached {
+        Some(days) => days,
+        None => state.store.read_short(|tx, _| ronghe_store::audience::retention_days(tx)).await?,
     };
     let oldest = calendar::start_of(calendar::day_of(now) - retention as i32);
     let trusted = matches!(principal.role, Role::Admin | Role::Channel);
