@@ -24,6 +24,7 @@ pub mod qr;
 pub mod returns;
 pub mod rfm;
 pub mod segment;
+pub mod stock;
 
 pub use error::{Code, DomainError, FieldError};
 
