@@ -220,6 +220,7 @@ fn orders_for(
                 coupon_codes: Vec::new(),
                 placed_at: now - rng.gen_range(1..365) * DAY_MS - rng.gen_range(0..DAY_MS),
                 awaiting_payment: false,
+                fulfillment: None,
             });
         }
     }

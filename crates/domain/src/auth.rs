@@ -55,6 +55,8 @@ impl Role {
             ReadAudience | ExportAudience => matches!(self, Admin | Marketer | Analyst),
             ManageAudience => matches!(self, Admin | Marketer),
             TagMembers => matches!(self, Admin | Marketer | Channel),
+            ManageStock | PushStock => self == Admin,
+            ReadStock => self != Tracker,
         }
     }
 
@@ -98,6 +100,12 @@ pub enum Action {
     ManageAudience,
     /// Add and remove manual tags on members.
     TagMembers,
+    /// Create and change locations.
+    ManageStock,
+    /// Push stock levels (ERP, WMS, stock-takes).
+    PushStock,
+    /// Read stock and availability.
+    ReadStock,
 }
 
 /// Who is calling: an API key's id, role and scope.

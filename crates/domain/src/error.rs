@@ -43,6 +43,8 @@ pub enum Code {
     OrderNotCancellable,
     /// A coupon does not apply to this order; `errors` names it and says why.
     CouponNotApplicable,
+    /// Not enough stock to route an online order; `errors` lists the nearest locations that have it.
+    OutOfStock,
     /// The route does not exist.
     RouteNotFound,
     /// The route exists but not for this HTTP method.
@@ -71,6 +73,7 @@ impl Code {
         Code::PointsLimitExceeded,
         Code::OrderNotCancellable,
         Code::CouponNotApplicable,
+        Code::OutOfStock,
         Code::RouteNotFound,
         Code::MethodNotAllowed,
         Code::Internal,
@@ -96,6 +99,7 @@ impl Code {
             Code::PointsLimitExceeded => "points_limit_exceeded",
             Code::OrderNotCancellable => "order_not_cancellable",
             Code::CouponNotApplicable => "coupon_not_applicable",
+            Code::OutOfStock => "out_of_stock",
             Code::RouteNotFound => "route_not_found",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::Internal => "internal",

@@ -56,7 +56,10 @@ pub struct Location {
 impl Location {
     pub fn validate(&self) -> Result<(), DomainError> {
         let mut v = Validator::new();
-        if self.id.is_empty() || self.id.len() > 64 || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if self.id.is_empty()
+            || self.id.len() > 64
+            || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             v.push("id", "1 to 64 letters, digits, - _ or .");
         }
         if self.name.trim().is_empty() || self.name.chars().count() > 200 {
@@ -176,7 +179,10 @@ pub struct OutOfStock {
 /// the candidates (and locks their stock rows) and writes the reservations this returns.
 pub fn route(f: &Fulfillment, lines: &BTreeMap<String, i64>, candidates: &[Candidate]) -> Result<Route, OutOfStock> {
     let whole = |c: &Candidate| -> Vec<Allocation> {
-        lines.iter().map(|(sku, qty)| Allocation { location_id: c.location.id.clone(), sku: sku.clone(), qty: *qty }).collect()
+        lines
+            .iter()
+            .map(|(sku, qty)| Allocation { location_id: c.location.id.clone(), sku: sku.clone(), qty: *qty })
+            .collect()
     };
     match f {
         Fulfillment::Pickup { store_id } => {
@@ -192,13 +198,19 @@ pub fn route(f: &Fulfillment, lines: &BTreeMap<String, i64>, candidates: &[Candi
                 candidates.iter().map(|c| (c, distance_km(*lat, *lng, c.location.lat, c.location.lng))).collect();
             by_distance.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.location.id.cmp(&b.0.location.id)));
             let tiers: [(&str, Box<dyn Fn(&Candidate, f64) -> bool>); 3] = [
-                ("nearest store within its delivery radius", Box::new(|c, d| c.location.kind == LocationKind::Store && c.location.delivers_to(d))),
+                (
+                    "nearest store within its delivery radius",
+                    Box::new(|c, d| c.location.kind == LocationKind::Store && c.location.delivers_to(d)),
+                ),
                 ("nearest regional warehouse", Box::new(|c, _| c.location.kind == LocationKind::RegionalWarehouse)),
                 ("central warehouse", Box::new(|c, _| c.location.kind == LocationKind::CentralWarehouse)),
             ];
             for (why, eligible) in &tiers {
                 if let Some((c, d)) = by_distance.iter().find(|(c, d)| eligible(c, *d) && c.fills(lines)) {
-                    return Ok(Route { allocations: whole(c), reason: format!("{why} ({}, {d:.1} km)", c.location.id) });
+                    return Ok(Route {
+                        allocations: whole(c),
+                        reason: format!("{why} ({}, {d:.1} km)", c.location.id),
+                    });
                 }
             }
             if *allow_split {
@@ -206,11 +218,15 @@ pub fn route(f: &Fulfillment, lines: &BTreeMap<String, i64>, candidates: &[Candi
                 let mut left = lines.clone();
                 let mut allocations = Vec::new();
                 for (_, eligible) in &tiers {
-                    for (c, d) in by_distance.iter().filter(|(c, d)| eligible(c, *d)) {
+                    for (c, _) in by_distance.iter().filter(|(c, d)| eligible(c, *d)) {
                         for (sku, want) in left.iter_mut() {
                             let take = (*want).min(c.atp.get(sku).copied().unwrap_or(0));
                             if take > 0 {
-                                allocations.push(Allocation { location_id: c.location.id.clone(), sku: sku.clone(), qty: take });
+                                allocations.push(Allocation {
+                                    location_id: c.location.id.clone(),
+                                    sku: sku.clone(),
+                                    qty: take,
+                                });
                                 *want -= take;
                             }
                         }
@@ -220,7 +236,10 @@ pub fn route(f: &Fulfillment, lines: &BTreeMap<String, i64>, candidates: &[Candi
                     let mut places: Vec<&str> = allocations.iter().map(|a| a.location_id.as_str()).collect();
                     places.sort();
                     places.dedup();
-                    return Ok(Route { reason: format!("split across {} locations: no single one has it all", places.len()), allocations });
+                    return Ok(Route {
+                        reason: format!("split across {} locations: no single one has it all", places.len()),
+                        allocations,
+                    });
                 }
             }
             Err(OutOfStock { nearest: nearest_filling(candidates, lines, *lat, *lng, |_| true) })
@@ -292,7 +311,11 @@ mod tests {
         let delivery = Fulfillment::Delivery { lat: home.0, lng: home.1, allow_split: false };
 
         // The nearest store whose radius covers the address and has everything.
-        let c = [cand(&near, &[("A", 5), ("B", 5)]), cand(&far, &[("A", 9), ("B", 9)]), cand(&regional, &[("A", 99), ("B", 99)])];
+        let c = [
+            cand(&near, &[("A", 5), ("B", 5)]),
+            cand(&far, &[("A", 9), ("B", 9)]),
+            cand(&regional, &[("A", 99), ("B", 99)]),
+        ];
         let r = route(&delivery, &want(&[("A", 2), ("B", 1)]), &c).expect("routed");
         assert!(r.allocations.iter().all(|a| a.location_id == "S-NEAR"), "{r:?}");
         assert!(r.reason.starts_with("nearest store within its delivery radius (S-NEAR"), "{}", r.reason);
@@ -303,7 +326,12 @@ mod tests {
         assert!(r.allocations.iter().all(|a| a.location_id == "S-FAR"));
 
         // No store fills it: the regional warehouse, even though a store is nearer.
-        let c = [cand(&near, &[("A", 5)]), cand(&far, &[("B", 9)]), cand(&regional, &[("A", 99), ("B", 99)]), cand(&central, &[("A", 9), ("B", 9)])];
+        let c = [
+            cand(&near, &[("A", 5)]),
+            cand(&far, &[("B", 9)]),
+            cand(&regional, &[("A", 99), ("B", 99)]),
+            cand(&central, &[("A", 9), ("B", 9)]),
+        ];
         let r = route(&delivery, &want(&[("A", 2), ("B", 1)]), &c).expect("routed");
         assert!(r.allocations.iter().all(|a| a.location_id == "R-HZ") && r.reason.starts_with("nearest regional"));
 
@@ -340,7 +368,12 @@ mod tests {
         let ten_km = loc("S3", LocationKind::Store, 30.36, 120.15, 0.0);
         let wh = loc("R1", LocationKind::RegionalWarehouse, 30.27, 120.16, 0.0);
         let pick = Fulfillment::Pickup { store_id: "S1".into() };
-        let c = [cand(&chosen, &[("A", 1)]), cand(&two_km, &[("A", 3)]), cand(&ten_km, &[("A", 3)]), cand(&wh, &[("A", 99)])];
+        let c = [
+            cand(&chosen, &[("A", 1)]),
+            cand(&two_km, &[("A", 3)]),
+            cand(&ten_km, &[("A", 3)]),
+            cand(&wh, &[("A", 99)]),
+        ];
         let r = route(&pick, &want(&[("A", 1)]), &c).expect("at S1");
         assert_eq!(r.reason, "pickup at S1");
         let e = route(&pick, &want(&[("A", 2)]), &c).expect_err("S1 has one");

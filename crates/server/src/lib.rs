@@ -178,7 +178,7 @@ pub fn audit_admin(
 }
 
 pub fn router(state: AppState) -> Router {
-    use routes::{admin, audience, commerce, coupons, members, system, tracking};
+    use routes::{admin, audience, commerce, coupons, members, stock, system, tracking};
     let v1 = Router::new()
         .route("/v1/members", post(members::register))
         .route("/v1/members/lookup", post(members::lookup).get(members::lookup_get))
@@ -228,6 +228,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/export", get(audience::export_events))
         .route("/v1/events/retention", get(audience::get_retention).put(audience::put_retention))
         .route("/v1/members/{id}/events", get(audience::timeline))
+        .route("/v1/locations", post(stock::put_location).get(stock::list_locations))
+        .route("/v1/inventory", put(stock::put_inventory))
+        .route("/v1/inventory/{sku}", get(stock::get_inventory))
+        .route("/v1/availability", get(stock::availability))
         .route("/v1/keys", post(admin::create_key))
         .route("/v1/audit", get(admin::list_audit))
         // Layers run bottom-up: authenticate first, then idempotency.

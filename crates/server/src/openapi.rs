@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use crate::routes::{admin, audience, commerce, coupons, members, system, tracking};
+use crate::routes::{admin, audience, commerce, coupons, members, stock, system, tracking};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -15,6 +15,7 @@ use utoipa::{Modify, OpenApi};
         commerce::put_products, commerce::get_product, commerce::put_program, commerce::get_program,
         commerce::place, commerce::quote, commerce::get_order, commerce::cancel, commerce::get_points, commerce::adjust_points, commerce::create_return, commerce::batch, commerce::expiry_run, commerce::tier_review, commerce::pay, commerce::payment_timeouts,
         coupons::create_template, coupons::get_template, coupons::issue, coupons::scan,
+        stock::put_location, stock::list_locations, stock::put_inventory, stock::get_inventory, stock::availability,
         tracking::batch, tracking::track, tracking::identify, tracking::page, tracking::screen, tracking::alias, tracking::group,
         audience::preview, audience::create, audience::list, audience::get, audience::export,
         audience::list_tags, audience::define_tag, audience::tag_members,
@@ -27,6 +28,7 @@ use utoipa::{Modify, OpenApi};
         (name = "catalogue", description = "Products and the price list"), (name = "orders", description = "Orders from every channel"),
         (name = "loyalty", description = "The loyalty programme and points"),
         (name = "coupons", description = "Coupon templates, issuing and scanning"),
+        (name = "stock", description = "One pool of stock: locations, stock levels, availability"),
         (name = "tracking", description = "Behaviour events in the Segment tracking spec"),
         (name = "segments", description = "Segments answered from the audience index"),
         (name = "tags", description = "Manual and rule tags"),

@@ -25,9 +25,11 @@ pub fn status(code: Code) -> StatusCode {
         Code::Forbidden => StatusCode::FORBIDDEN,
         Code::NotFound | Code::RouteNotFound => StatusCode::NOT_FOUND,
         Code::MemberErased => StatusCode::GONE,
-        Code::IdentityConflict | Code::IdempotencyConflict | Code::Conflict | Code::OrderNotCancellable => {
-            StatusCode::CONFLICT
-        }
+        Code::IdentityConflict
+        | Code::IdempotencyConflict
+        | Code::Conflict
+        | Code::OrderNotCancellable
+        | Code::OutOfStock => StatusCode::CONFLICT,
         Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -76,6 +76,11 @@ impl From<i64> for Value {
         Value::Int(v)
     }
 }
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Real(v)
+    }
+}
 impl From<bool> for Value {
     fn from(v: bool) -> Self {
         Value::Int(v as i64)
@@ -136,6 +141,13 @@ impl Row {
         match self.at(i)? {
             Value::Null => Ok(None),
             _ => self.i64(i).map(Some),
+        }
+    }
+    pub fn f64(&self, i: usize) -> Result<f64, DbError> {
+        match self.at(i)? {
+            Value::Real(v) => Ok(*v),
+            Value::Int(v) => Ok(*v as f64),
+            v => Err(DbError::Other(format!("column {i}: expected a number, got {v:?}"))),
         }
     }
     /// A text column, borrowed.

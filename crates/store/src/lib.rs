@@ -26,6 +26,7 @@ pub mod outbox;
 pub mod points;
 pub mod returns;
 pub mod segments;
+pub mod stock;
 pub mod tags;
 pub mod tiers;
 

@@ -11,6 +11,7 @@ const SQLITE: &[(i64, &str)] = &[
     (5, include_str!("../migrations/sqlite/0005_tiers.sql")),
     (6, include_str!("../migrations/sqlite/0006_pending_points.sql")),
     (7, include_str!("../migrations/sqlite/0007_cdp.sql")),
+    (8, include_str!("../migrations/sqlite/0008_stock.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_members.sql")),
@@ -20,6 +21,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (5, include_str!("../migrations/postgres/0005_tiers.sql")),
     (6, include_str!("../migrations/postgres/0006_pending_points.sql")),
     (7, include_str!("../migrations/postgres/0007_cdp.sql")),
+    (8, include_str!("../migrations/postgres/0008_stock.sql")),
 ];
 
 /// A short fingerprint of the schema, for caches of generated data (benchmarks).

@@ -36,6 +36,8 @@ pub struct NewOrder {
     /// An online order created before payment: its coupons and redeemed points are held, its
     /// points are earned when it is paid, and it is cancelled if unpaid past the timeout.
     pub awaiting_payment: bool,
+    /// How an online order is fulfilled: routed and reserved in the order's transaction.
+    pub fulfillment: Option<ronghe_domain::stock::Fulfillment>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +76,10 @@ pub struct Order {
     pub points_earned: i64,
     pub lines: Vec<OrderLine>,
     pub coupons: Vec<CouponDiscount>,
+    /// Where the goods come from (online orders routed to locations), with each reservation's status.
+    pub allocations: Vec<(ronghe_domain::stock::Allocation, String)>,
+    /// Why those locations.
+    pub route_reason: Option<String>,
 }
 
 pub(crate) fn new_order_id(now: Millis) -> String {
@@ -268,6 +274,7 @@ pub fn place(tx: &mut dyn Tx, o: &NewOrder, now: Millis) -> Result<(Order, bool)
         )?;
     }
     coupons::redeem(tx, &id, member.as_deref(), &held, &priced.coupons)?;
+    fulfil(tx, o, &id, &lines, now)?;
     if let Some(m) = &member {
         points::append(tx, m, -priced.points_redeemed, "redeem", "order", &id, None, now)?;
         if !o.awaiting_payment {
@@ -294,6 +301,39 @@ pub fn place(tx: &mut dyn Tx, o: &NewOrder, now: Millis) -> Result<(Order, bool)
     )?;
     let order = get(tx, &id)?.ok_or_else(|| DbError::Other("order vanished".into()))?;
     Ok((order, true))
+}
+
+/// Stock effects of a new order, in its transaction: a till sale leaves the store's shelf at
+/// once (never refused); an online order with a fulfilment is routed and reserved, or refused
+/// with `out_of_stock` (and then nothing of it is kept).
+fn fulfil(tx: &mut dyn Tx, o: &NewOrder, id: &str, lines: &[OrderLine], now: Millis) -> Result<()> {
+    if TILL_CHANNELS.contains(&o.channel.as_str()) {
+        if let Some(store) = &o.store_id {
+            for l in lines {
+                crate::stock::sell_at_till(tx, store, &l.sku, l.qty, id, now)?;
+            }
+        }
+        return Ok(());
+    }
+    let Some(f) = &o.fulfillment else { return Ok(()) };
+    let mut wanted: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    for l in lines {
+        *wanted.entry(l.sku.clone()).or_default() += l.qty;
+    }
+    let route = crate::stock::route_and_reserve(tx, id, f, &wanted, now)?;
+    let kind = match f {
+        ronghe_domain::stock::Fulfillment::Pickup { store_id } => {
+            serde_json::json!({"type": "pickup", "store_id": store_id})
+        }
+        ronghe_domain::stock::Fulfillment::Delivery { lat, lng, allow_split } => {
+            serde_json::json!({"type": "delivery", "address": {"lat": lat, "lng": lng}, "allow_split": allow_split})
+        }
+    };
+    tx.exec(
+        "UPDATE orders SET fulfillment = $2, route_reason = $3 WHERE id = $1",
+        vals![id, kind.to_string(), route.reason.as_str()],
+    )?;
+    Ok(())
 }
 
 /// What an offline sync changed in an order, for review.
@@ -353,7 +393,7 @@ pub fn place_offline(
 pub fn get(tx: &mut dyn Tx, id: &str) -> Result<Option<Order>> {
     let Some(r) = tx.query_one(
         "SELECT id, order_ref, channel, store_id, member_id, associate_id, status, placed_at, program_version, subtotal_fen,
-                discount_fen, points_redeemed, points_value_fen, payable_fen, points_earned
+                discount_fen, points_redeemed, points_value_fen, payable_fen, points_earned, route_reason
          FROM orders WHERE id = $1",
         vals![id],
     )?
@@ -404,6 +444,8 @@ pub fn get(tx: &mut dyn Tx, id: &str) -> Result<Option<Order>> {
         points_earned: r.i64(14)?,
         lines,
         coupons: coupons::of_order(tx, id)?,
+        allocations: crate::stock::allocations(tx, id)?,
+        route_reason: r.opt_string(15)?,
     }))
 }
 
@@ -450,6 +492,7 @@ pub fn cancel(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<Order> {
     }
     coupons::restore(tx, id, now)?;
     tx.exec("UPDATE orders SET status = 'cancelled', updated_at = $2 WHERE id = $1", vals![id, now])?;
+    crate::stock::release(tx, id, now)?;
     outbox::append(tx, "order.cancelled", None, &serde_json::json!({"order_id": id}), now)?;
     get(tx, id)?.ok_or_else(|| DbError::Other("order vanished".into()).into())
 }

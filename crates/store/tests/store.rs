@@ -331,6 +331,7 @@ mod ledger {
                             coupon_codes: coupon.map(|c| vec![codes[c].clone()]).unwrap_or_default(),
                             placed_at: now,
                             awaiting_payment: false,
+                            fulfillment: None,
                         };
                         let r = rt.block_on(store.write(move |tx, _| orders::place(tx, &o, now)));
                         if coupon.is_some() {

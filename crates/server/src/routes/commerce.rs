@@ -256,6 +256,38 @@ pub struct OrderIn {
     pub payment: Option<String>,
     /// RFC 3339 (default now): a late upload is priced with the rules of this time.
     pub placed_at: Option<String>,
+    /// Online orders: `pickup` at a store or `delivery` to a point; routed and reserved with
+    /// the order (see the README's stock model). Absent or `in_store`: no reservation.
+    pub fulfillment: Option<FulfillmentIn>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FulfillmentIn {
+    /// `in_store`, `pickup` or `delivery`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For a pick-up: the store.
+    pub store_id: Option<String>,
+    /// For a delivery: where to.
+    pub address: Option<PointIn>,
+    /// May a delivery come from several locations when no single one has everything?
+    #[serde(default)]
+    pub allow_split: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PointIn {
+    pub lat: f64,
+    pub lng: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AllocationView {
+    pub location_id: String,
+    pub sku: String,
+    pub qty: i64,
+    /// reserved, picked, fulfilled or released.
+    pub status: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -297,6 +329,10 @@ pub struct OrderView {
     pub points_earned: i64,
     /// The discount of each coupon, and its share of each line.
     pub coupons: Vec<CouponView>,
+    /// Where an online order's goods come from (empty for till sales and quotes).
+    pub allocations: Vec<AllocationView>,
+    /// Why those locations.
+    pub route_reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -368,6 +404,17 @@ fn order_view(o: &Order) -> OrderView {
         payable_fen: o.payable_fen,
         points_earned: o.points_earned,
         coupons: coupon_views(&o.coupons),
+        allocations: o
+            .allocations
+            .iter()
+            .map(|(a, status)| AllocationView {
+                location_id: a.location_id.clone(),
+                sku: a.sku.clone(),
+                qty: a.qty,
+                status: status.clone(),
+            })
+            .collect(),
+        route_reason: o.route_reason.clone(),
     }
 }
 
@@ -453,6 +500,40 @@ fn parse_order(state: &AppState, caller: &Caller, body: OrderIn) -> Result<NewOr
     if placed_at > now + MAX_CLOCK_SKEW_MS {
         v.push("placed_at", "in the future");
     }
+    let fulfillment = match &body.fulfillment {
+        None => None,
+        Some(f) => match f.kind.as_str() {
+            "in_store" => None,
+            _ if orders::TILL_CHANNELS.contains(&channel.as_str()) => {
+                v.push("fulfillment.type", "a till sale is fulfilled in the store");
+                None
+            }
+            "pickup" => match &f.store_id {
+                Some(s) if !s.is_empty() => Some(ronghe_domain::stock::Fulfillment::Pickup { store_id: s.clone() }),
+                _ => {
+                    v.push("fulfillment.store_id", "the store where the shopper collects");
+                    None
+                }
+            },
+            "delivery" => match &f.address {
+                Some(a) if (-90.0..=90.0).contains(&a.lat) && (-180.0..=180.0).contains(&a.lng) => {
+                    Some(ronghe_domain::stock::Fulfillment::Delivery {
+                        lat: a.lat,
+                        lng: a.lng,
+                        allow_split: f.allow_split,
+                    })
+                }
+                _ => {
+                    v.push("fulfillment.address", "{lat, lng} of the delivery address");
+                    None
+                }
+            },
+            _ => {
+                v.push("fulfillment.type", "in_store, pickup or delivery");
+                None
+            }
+        },
+    };
     v.finish()?;
     Ok(NewOrder {
         order_ref,
@@ -465,6 +546,7 @@ fn parse_order(state: &AppState, caller: &Caller, body: OrderIn) -> Result<NewOr
         coupon_codes: body.coupon_codes.iter().map(|c| c.trim().to_ascii_uppercase()).collect(),
         placed_at,
         awaiting_payment,
+        fulfillment,
     })
 }
 
@@ -532,6 +614,8 @@ pub async fn quote(
         payable_fen: priced.payable_fen,
         points_earned: priced.points_earned,
         coupons: coupon_views(&priced.coupons),
+        allocations: Vec::new(),
+        route_reason: None,
     }))
 }
 

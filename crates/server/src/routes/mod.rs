@@ -5,5 +5,6 @@ pub mod audience;
 pub mod commerce;
 pub mod coupons;
 pub mod members;
+pub mod stock;
 pub mod system;
 pub mod tracking;

@@ -9,4 +9,5 @@ mod commerce;
 mod errors;
 mod members;
 mod privacy;
+mod stock;
 mod system;

@@ -1,0 +1,347 @@
+//! One pool of stock over HTTP: locations, ERP/WMS stock pushes (snapshots or deltas with
+//! sequence numbers), stock of a SKU across the pool, and availability near a point.
+
+use crate::AppState;
+use crate::extract::{Caller, Json};
+use crate::problem::{ApiResult, Problem};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use ronghe_domain::DomainError;
+use ronghe_domain::auth::Action;
+use ronghe_domain::error::Validator;
+use ronghe_domain::stock::{self, Change, Location, LocationKind};
+use ronghe_store::stock as store_stock;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct LocationIn {
+    pub id: String,
+    pub name: String,
+    /// store, regional_warehouse or central_warehouse.
+    pub kind: String,
+    pub lat: f64,
+    pub lng: f64,
+    #[serde(default)]
+    pub pickup: bool,
+    #[serde(default)]
+    pub ship_from_store: bool,
+    #[serde(default)]
+    pub delivery_radius_km: f64,
+    /// Units of each SKU held back from online sales (default 0).
+    #[serde(default)]
+    pub safety_stock: i64,
+    /// e.g. `09:00-22:00`.
+    pub opening_hours: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LocationView {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub lat: f64,
+    pub lng: f64,
+    pub pickup: bool,
+    pub ship_from_store: bool,
+    pub delivery_radius_km: f64,
+    pub safety_stock: i64,
+    pub opening_hours: Option<String>,
+}
+
+fn location_view(l: &Location) -> LocationView {
+    LocationView {
+        id: l.id.clone(),
+        name: l.name.clone(),
+        kind: l.kind.as_str().into(),
+        lat: l.lat,
+        lng: l.lng,
+        pickup: l.pickup,
+        ship_from_store: l.ship_from_store,
+        delivery_radius_km: l.delivery_radius_km,
+        safety_stock: l.safety_stock,
+        opening_hours: l.opening_hours.clone(),
+    }
+}
+
+/// Create or replace a location (store, regional or central warehouse)
+#[utoipa::path(post, path = "/v1/locations", tag = "stock", request_body = LocationIn,
+    responses((status = 201, body = LocationView, description = "created"), (status = 200, body = LocationView, description = "replaced"),
+        (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn put_location(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<LocationIn>,
+) -> ApiResult<(StatusCode, axum::Json<LocationView>)> {
+    caller.require(Action::ManageStock)?;
+    let kind = LocationKind::parse(&body.kind)
+        .ok_or_else(|| DomainError::field("kind", "store, regional_warehouse or central_warehouse"))?;
+    let l = Location {
+        id: body.id.trim().to_string(),
+        name: body.name,
+        kind,
+        lat: body.lat,
+        lng: body.lng,
+        pickup: body.pickup,
+        ship_from_store: body.ship_from_store,
+        delivery_radius_km: body.delivery_radius_km,
+        safety_stock: body.safety_stock,
+        opening_hours: body.opening_hours,
+    };
+    l.validate()?;
+    let now = state.now();
+    let saved = l.clone();
+    let created = state.store.write(move |tx, _| store_stock::put_location(tx, &saved, now)).await?;
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, axum::Json(location_view(&l))))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LocationList {
+    pub locations: Vec<LocationView>,
+}
+
+/// List locations
+#[utoipa::path(get, path = "/v1/locations", tag = "stock",
+    responses((status = 200, body = LocationList), (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn list_locations(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<LocationList>> {
+    caller.require(Action::ReadStock)?;
+    let all = state.store.read(|tx, _| store_stock::locations(tx)).await?;
+    Ok(axum::Json(LocationList { locations: all.iter().map(location_view).collect() }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct InventoryIn {
+    /// `snapshot` (items give `on_hand`) or `delta` (items give `delta`).
+    pub mode: String,
+    /// Who sends it (an ERP, a WMS, a stock-take app); sequence numbers rise per source.
+    pub source: Option<String>,
+    /// The movements' reason: erp_sync (default), count (a stock-take), damage, transfer, return.
+    pub reason: Option<String>,
+    pub items: Vec<InventoryItemIn>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct InventoryItemIn {
+    pub location_id: String,
+    pub sku: String,
+    pub on_hand: Option<i64>,
+    pub delta: Option<i64>,
+    /// Rises per (source, location, SKU); an older one is refused as stale.
+    pub seq: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InventoryResult {
+    pub location_id: String,
+    pub sku: String,
+    /// applied, stale or unknown_location.
+    pub status: String,
+    pub on_hand: Option<i64>,
+    pub last_seq: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InventoryAnswer {
+    pub results: Vec<InventoryResult>,
+}
+
+/// Push stock from an ERP or WMS: snapshots or deltas, a result per item
+///
+/// Each item applies on its own: a stale `seq` is refused (not applied) and reported, an
+/// unknown location too; the others are applied and journaled as movements.
+#[utoipa::path(put, path = "/v1/inventory", tag = "stock", request_body = InventoryIn,
+    responses((status = 200, body = InventoryAnswer), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn put_inventory(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<InventoryIn>,
+) -> ApiResult<axum::Json<InventoryAnswer>> {
+    caller.require(Action::PushStock)?;
+    let mut v = Validator::new();
+    let snapshot = match body.mode.as_str() {
+        "snapshot" => true,
+        "delta" => false,
+        _ => {
+            v.push("mode", "snapshot or delta");
+            true
+        }
+    };
+    let reason = body.reason.unwrap_or_else(|| "erp_sync".into());
+    if !["erp_sync", "count", "damage", "transfer", "return"].contains(&reason.as_str()) {
+        v.push("reason", "erp_sync, count, damage, transfer or return");
+    }
+    if body.items.is_empty() || body.items.len() > 10_000 {
+        v.push("items", "1 to 10,000 items");
+    }
+    let mut items = Vec::with_capacity(body.items.len());
+    for (i, it) in body.items.iter().enumerate() {
+        let change = match (snapshot, it.on_hand, it.delta) {
+            (true, Some(n), None) if n >= 0 => Some(Change::Snapshot(n)),
+            (false, None, Some(d)) => Some(Change::Delta(d)),
+            (true, _, _) => {
+                v.push(format!("items[{i}].on_hand"), "a snapshot item gives on_hand (not negative) and no delta");
+                None
+            }
+            (false, _, _) => {
+                v.push(format!("items[{i}].delta"), "a delta item gives delta and no on_hand");
+                None
+            }
+        };
+        if it.sku.is_empty() || it.location_id.is_empty() {
+            v.push(format!("items[{i}]"), "location_id and sku are required");
+        }
+        if let Some(change) = change {
+            items.push(store_stock::Item {
+                location_id: it.location_id.clone(),
+                sku: it.sku.clone(),
+                change,
+                seq: it.seq,
+            });
+        }
+    }
+    v.finish()?;
+    let source = body.source.unwrap_or_else(|| caller.0.key_id.clone());
+    let now = state.now();
+    let keys: Vec<(String, String)> = items.iter().map(|i| (i.location_id.clone(), i.sku.clone())).collect();
+    let results = state.store.write(move |tx, _| store_stock::update(tx, &source, &items, &reason, now)).await?;
+    Ok(axum::Json(InventoryAnswer {
+        results: keys
+            .into_iter()
+            .zip(results)
+            .map(|((location_id, sku), r)| InventoryResult {
+                location_id,
+                sku,
+                status: r.status.into(),
+                on_hand: r.on_hand,
+                last_seq: r.last_seq,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LevelView {
+    pub location_id: String,
+    pub on_hand: i64,
+    pub reserved: i64,
+    /// Available to promise online: on hand − reserved − safety stock.
+    pub available: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SkuStockView {
+    pub sku: String,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub available: i64,
+    pub locations: Vec<LevelView>,
+}
+
+/// Stock of a SKU across the pool and per location
+#[utoipa::path(get, path = "/v1/inventory/{sku}", tag = "stock", params(("sku" = String, Path)),
+    responses((status = 200, body = SkuStockView), (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn get_inventory(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(sku): Path<String>,
+) -> ApiResult<axum::Json<SkuStockView>> {
+    caller.require(Action::ReadStock)?;
+    let s = sku.clone();
+    let levels = state.store.read_short(move |tx, _| store_stock::levels(tx, &s)).await?;
+    let locations: Vec<LevelView> = levels
+        .into_iter()
+        .map(|(_, l)| LevelView {
+            location_id: l.location_id,
+            on_hand: l.on_hand,
+            reserved: l.reserved,
+            available: l.available,
+        })
+        .collect();
+    Ok(axum::Json(SkuStockView {
+        sku,
+        on_hand: locations.iter().map(|l| l.on_hand).sum(),
+        reserved: locations.iter().map(|l| l.reserved).sum(),
+        available: locations.iter().map(|l| l.available).sum(),
+        locations,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AvailabilityQuery {
+    pub sku: String,
+    pub lat: f64,
+    pub lng: f64,
+    /// Only locations this close (default 50 km).
+    pub radius_km: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AvailableAt {
+    pub location_id: String,
+    pub name: String,
+    pub kind: String,
+    pub distance_km: f64,
+    pub available: i64,
+    /// The shopper can collect here.
+    pub pickup: bool,
+    /// This location delivers to the point.
+    pub delivery: bool,
+    pub opening_hours: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AvailabilityView {
+    pub sku: String,
+    /// Locations with the SKU available online, nearest first.
+    pub locations: Vec<AvailableAt>,
+}
+
+/// Where a SKU is available near a point, nearest first
+#[utoipa::path(get, path = "/v1/availability", tag = "stock", params(AvailabilityQuery),
+    responses((status = 200, body = AvailabilityView), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn availability(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<AvailabilityQuery>,
+) -> ApiResult<axum::Json<AvailabilityView>> {
+    caller.require(Action::ReadStock)?;
+    let radius = q.radius_km.unwrap_or(50.0);
+    let mut v = Validator::new();
+    if !(-90.0..=90.0).contains(&q.lat) {
+        v.push("lat", "a latitude between -90 and 90");
+    }
+    if !(-180.0..=180.0).contains(&q.lng) {
+        v.push("lng", "a longitude between -180 and 180");
+    }
+    if !(0.0..=20_000.0).contains(&radius) {
+        v.push("radius_km", "0 to 20,000");
+    }
+    v.finish()?;
+    let sku = q.sku.clone();
+    let levels = state.store.read_short(move |tx, _| store_stock::levels(tx, &sku)).await?;
+    let mut out: Vec<AvailableAt> = levels
+        .into_iter()
+        .filter(|(_, l)| l.available > 0)
+        .map(|(loc, l)| {
+            let d = stock::distance_km(q.lat, q.lng, loc.lat, loc.lng);
+            AvailableAt {
+                location_id: loc.id.clone(),
+                name: loc.name.clone(),
+                kind: loc.kind.as_str().into(),
+                distance_km: (d * 100.0).round() / 100.0,
+                available: l.available,
+                pickup: loc.pickup,
+                delivery: loc.delivers_to(d) || loc.kind != LocationKind::Store,
+                opening_hours: loc.opening_hours.clone(),
+            }
+        })
+        .filter(|a| a.distance_km <= radius)
+        .collect();
+    out.sort_by(|a, b| a.distance_km.total_cmp(&b.distance_km));
+    Ok(axum::Json(AvailabilityView { sku: q.sku, locations: out }))
+}

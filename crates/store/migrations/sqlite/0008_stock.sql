@@ -1,0 +1,63 @@
+-- One pool of stock: locations, stock per (SKU, location) with its reservations, the last
+-- sequence number applied per (source, location, SKU), the journal of movements, and the
+-- reservations of online orders.
+CREATE TABLE locations (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,                 -- store | regional_warehouse | central_warehouse
+    lat REAL NOT NULL,
+    lng REAL NOT NULL,
+    pickup INTEGER NOT NULL,
+    ship_from_store INTEGER NOT NULL,
+    delivery_radius_km REAL NOT NULL,
+    safety_stock INTEGER NOT NULL,
+    opening_hours TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Keyed by SKU first: availability reads one SKU across every location.
+CREATE TABLE stock (
+    sku TEXT NOT NULL,
+    location_id TEXT NOT NULL,
+    on_hand INTEGER NOT NULL,
+    reserved INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (sku, location_id)
+) WITHOUT ROWID;
+CREATE INDEX stock_negative ON stock(location_id) WHERE on_hand < 0;
+
+CREATE TABLE stock_seqs (
+    source TEXT NOT NULL,
+    location_id TEXT NOT NULL,
+    sku TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (source, location_id, sku)
+) WITHOUT ROWID;
+
+CREATE TABLE stock_movements (
+    id INTEGER PRIMARY KEY,
+    location_id TEXT NOT NULL,
+    sku TEXT NOT NULL,
+    delta INTEGER NOT NULL,
+    on_hand_after INTEGER NOT NULL,
+    reason TEXT NOT NULL,               -- sale | return | damage | transfer | count | erp_sync
+    ref_id TEXT,
+    at INTEGER NOT NULL
+);
+CREATE INDEX stock_movements_sku ON stock_movements(sku, location_id, id);
+
+CREATE TABLE reservations (
+    id INTEGER PRIMARY KEY,
+    order_id TEXT NOT NULL,
+    location_id TEXT NOT NULL,
+    sku TEXT NOT NULL,
+    qty INTEGER NOT NULL,
+    status TEXT NOT NULL,               -- reserved | picked | fulfilled | released
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX reservations_order ON reservations(order_id);
+
+ALTER TABLE orders ADD COLUMN fulfillment TEXT;
+ALTER TABLE orders ADD COLUMN route_reason TEXT;

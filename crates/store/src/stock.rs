@@ -1,0 +1,329 @@
+//! Stock: locations, on hand and reserved per (SKU, location), ERP/WMS updates applied once
+//! in sequence, the journal of movements, till sales, and the routing and reservation of
+//! online orders in the order's own transaction (conditional updates, so that two orders can
+//! never both take the last unit, on SQLite or PostgreSQL).
+
+use crate::db::{DbError, Row, Tx};
+use crate::{Result, vals};
+use ronghe_domain::stock::{self, Allocation, Candidate, Change, Fulfillment, Location, LocationKind, Refused, Route};
+use ronghe_domain::{Code, DomainError, Millis};
+use std::collections::{BTreeMap, HashMap};
+
+const LOCATION_COLUMNS: &str =
+    "id, name, kind, lat, lng, pickup, ship_from_store, delivery_radius_km, safety_stock, opening_hours";
+
+fn location_row(r: &Row) -> Result<Location> {
+    Ok(Location {
+        id: r.string(0)?,
+        name: r.string(1)?,
+        kind: LocationKind::parse(&r.string(2)?).ok_or_else(|| DbError::Other("unknown location kind".into()))?,
+        lat: r.f64(3)?,
+        lng: r.f64(4)?,
+        pickup: r.i64(5)? != 0,
+        ship_from_store: r.i64(6)? != 0,
+        delivery_radius_km: r.f64(7)?,
+        safety_stock: r.i64(8)?,
+        opening_hours: r.opt_string(9)?,
+    })
+}
+
+/// Create or replace a location. Returns whether it is new.
+pub fn put_location(tx: &mut dyn Tx, l: &Location, now: Millis) -> Result<bool> {
+    let existed = tx.query_one("SELECT 1 FROM locations WHERE id = $1", vals![l.id.as_str()])?.is_some();
+    tx.exec(
+        "INSERT INTO locations (id, name, kind, lat, lng, pickup, ship_from_store, delivery_radius_km, safety_stock,
+                                opening_hours, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind, lat = excluded.lat,
+            lng = excluded.lng, pickup = excluded.pickup, ship_from_store = excluded.ship_from_store,
+            delivery_radius_km = excluded.delivery_radius_km, safety_stock = excluded.safety_stock,
+            opening_hours = excluded.opening_hours, updated_at = excluded.updated_at",
+        vals![
+            l.id.as_str(),
+            l.name.as_str(),
+            l.kind.as_str(),
+            l.lat,
+            l.lng,
+            l.pickup,
+            l.ship_from_store,
+            l.delivery_radius_km,
+            l.safety_stock,
+            l.opening_hours.clone(),
+            now
+        ],
+    )?;
+    Ok(!existed)
+}
+
+pub fn locations(tx: &mut dyn Tx) -> Result<Vec<Location>> {
+    tx.query(&format!("SELECT {LOCATION_COLUMNS} FROM locations ORDER BY id"), &[])?.iter().map(location_row).collect()
+}
+
+pub fn location(tx: &mut dyn Tx, id: &str) -> Result<Option<Location>> {
+    tx.query_one(&format!("SELECT {LOCATION_COLUMNS} FROM locations WHERE id = $1"), vals![id])?
+        .map(|r| location_row(&r))
+        .transpose()
+}
+
+/// One item of `PUT /v1/inventory`.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub location_id: String,
+    pub sku: String,
+    pub change: Change,
+    pub seq: Option<i64>,
+}
+
+/// What became of an item.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ItemResult {
+    /// `applied`, `stale` or `unknown_location`.
+    pub status: &'static str,
+    pub on_hand: Option<i64>,
+    /// For a stale item: the last sequence number applied.
+    pub last_seq: Option<i64>,
+}
+
+fn stock_row(tx: &mut dyn Tx, sku: &str, location_id: &str) -> Result<Option<(i64, i64)>> {
+    let sql = format!("SELECT on_hand, reserved FROM stock WHERE sku = $1 AND location_id = $2{}", tx.for_update());
+    tx.query_one(&sql, vals![sku, location_id])?.map(|r| Ok((r.i64(0)?, r.i64(1)?))).transpose()
+}
+
+/// Move on hand by `delta` (creating the row), journaled with its reason.
+fn move_stock(
+    tx: &mut dyn Tx,
+    location_id: &str,
+    sku: &str,
+    delta: i64,
+    reason: &str,
+    ref_id: Option<&str>,
+    now: Millis,
+) -> Result<i64> {
+    let after = match stock_row(tx, sku, location_id)? {
+        Some((on_hand, _)) => {
+            tx.exec(
+                "UPDATE stock SET on_hand = on_hand + $3, updated_at = $4 WHERE sku = $1 AND location_id = $2",
+                vals![sku, location_id, delta, now],
+            )?;
+            on_hand + delta
+        }
+        None => {
+            tx.exec(
+                "INSERT INTO stock (sku, location_id, on_hand, reserved, updated_at) VALUES ($1, $2, $3, 0, $4)",
+                vals![sku, location_id, delta, now],
+            )?;
+            delta
+        }
+    };
+    if delta != 0 {
+        tx.exec(
+            "INSERT INTO stock_movements (location_id, sku, delta, on_hand_after, reason, ref_id, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            vals![location_id, sku, delta, after, reason, ref_id, now],
+        )?;
+    }
+    Ok(after)
+}
+
+/// Apply ERP/WMS items from `source`, each on its own: a result per item, in order.
+pub fn update(tx: &mut dyn Tx, source: &str, items: &[Item], reason: &str, now: Millis) -> Result<Vec<ItemResult>> {
+    let mut known: HashMap<String, bool> = HashMap::new();
+    let mut out = Vec::with_capacity(items.len());
+    for it in items {
+        let exists = match known.get(&it.location_id) {
+            Some(e) => *e,
+            None => {
+                let e =
+                    tx.query_one("SELECT 1 FROM locations WHERE id = $1", vals![it.location_id.as_str()])?.is_some();
+                known.insert(it.location_id.clone(), e);
+                e
+            }
+        };
+        if !exists {
+            out.push(ItemResult { status: "unknown_location", on_hand: None, last_seq: None });
+            continue;
+        }
+        let seq_sql = format!(
+            "SELECT seq FROM stock_seqs WHERE source = $1 AND location_id = $2 AND sku = $3{}",
+            tx.for_update()
+        );
+        let last_seq = tx
+            .query_one(&seq_sql, vals![source, it.location_id.as_str(), it.sku.as_str()])?
+            .map(|r| r.i64(0))
+            .transpose()?;
+        let on_hand = stock_row(tx, &it.sku, &it.location_id)?.map_or(0, |(h, _)| h);
+        match stock::apply(on_hand, last_seq, it.change, it.seq) {
+            Err(Refused::Stale { last_seq }) => {
+                out.push(ItemResult { status: "stale", on_hand: Some(on_hand), last_seq: Some(last_seq) })
+            }
+            Ok(new) => {
+                let after = move_stock(tx, &it.location_id, &it.sku, new - on_hand, reason, Some(source), now)?;
+                if let Some(seq) = it.seq {
+                    tx.exec(
+                        "INSERT INTO stock_seqs (source, location_id, sku, seq) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (source, location_id, sku) DO UPDATE SET seq = excluded.seq",
+                        vals![source, it.location_id.as_str(), it.sku.as_str(), seq],
+                    )?;
+                }
+                out.push(ItemResult { status: "applied", on_hand: Some(after), last_seq: None });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A SKU at one location.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Level {
+    pub location_id: String,
+    pub on_hand: i64,
+    pub reserved: i64,
+    /// Available to promise online: on hand − reserved − the location's safety stock, ≥ 0.
+    pub available: i64,
+}
+
+/// A SKU across the pool, per location (locations that never held it are left out).
+pub fn levels(tx: &mut dyn Tx, sku: &str) -> Result<Vec<(Location, Level)>> {
+    let rows = tx.query(
+        &format!(
+            "SELECT s.on_hand, s.reserved, {} FROM stock s JOIN locations l ON l.id = s.location_id
+             WHERE s.sku = $1 ORDER BY l.id",
+            LOCATION_COLUMNS.split(", ").map(|c| format!("l.{c}")).collect::<Vec<_>>().join(", ")
+        ),
+        vals![sku],
+    )?;
+    rows.iter()
+        .map(|r| {
+            let (on_hand, reserved) = (r.i64(0)?, r.i64(1)?);
+            let l = location_row(&Row(r.0[2..].to_vec()))?;
+            let available = stock::available_to_promise(on_hand, reserved, l.safety_stock);
+            Ok((l.clone(), Level { location_id: l.id, on_hand, reserved, available }))
+        })
+        .collect()
+}
+
+/// Sell at a till: on hand goes down at once and is never refused; a negative result is left
+/// for the next stock-take (and listed by the `stock_negative` index).
+pub fn sell_at_till(
+    tx: &mut dyn Tx,
+    location_id: &str,
+    sku: &str,
+    qty: i64,
+    order_id: &str,
+    now: Millis,
+) -> Result<()> {
+    if location(tx, location_id)?.is_none() {
+        return Ok(()); // a till of a store not yet set up as a location: nothing to count
+    }
+    move_stock(tx, location_id, sku, -qty, "sale", Some(order_id), now)?;
+    Ok(())
+}
+
+/// Route an online order and reserve its stock, in the caller's transaction. The reservation
+/// is a conditional update per allocation: if another order took the units in between (on
+/// PostgreSQL), it fails and the whole order is refused.
+pub fn route_and_reserve(
+    tx: &mut dyn Tx,
+    order_id: &str,
+    f: &Fulfillment,
+    lines: &BTreeMap<String, i64>,
+    now: Millis,
+) -> Result<Route> {
+    let all = locations(tx)?;
+    let mut atp: HashMap<String, BTreeMap<String, i64>> = HashMap::new();
+    for sku in lines.keys() {
+        for (l, level) in levels(tx, sku)? {
+            let _ = l;
+            atp.entry(level.location_id.clone()).or_default().insert(sku.clone(), level.available);
+        }
+    }
+    let candidates: Vec<Candidate> =
+        all.iter().map(|l| Candidate { location: l, atp: atp.remove(&l.id).unwrap_or_default() }).collect();
+    let route = stock::route(f, lines, &candidates).map_err(|e| {
+        let nearest: Vec<String> = e.nearest.iter().map(|(id, km)| format!("{id} ({km:.1} km)")).collect();
+        let mut err = DomainError::new(
+            Code::OutOfStock,
+            if nearest.is_empty() {
+                "not enough stock to fill this order".to_string()
+            } else {
+                format!("not enough stock here; these have it: {}", nearest.join(", "))
+            },
+        );
+        err.errors = e
+            .nearest
+            .iter()
+            .map(|(id, km)| ronghe_domain::FieldError {
+                field: "fulfillment".into(),
+                code: Code::OutOfStock.as_str(),
+                message: format!("{id} has it, {km:.1} km away"),
+            })
+            .collect();
+        err
+    })?;
+    let safety: HashMap<&str, i64> = all.iter().map(|l| (l.id.as_str(), l.safety_stock)).collect();
+    for a in &route.allocations {
+        let reserved = tx.exec(
+            "UPDATE stock SET reserved = reserved + $3, updated_at = $5
+             WHERE sku = $1 AND location_id = $2 AND on_hand - reserved - $4 >= $3",
+            vals![
+                a.sku.as_str(),
+                a.location_id.as_str(),
+                a.qty,
+                safety.get(a.location_id.as_str()).copied().unwrap_or(0),
+                now
+            ],
+        )?;
+        if reserved == 0 {
+            return Err(
+                DomainError::new(Code::OutOfStock, format!("{} was just taken at {}", a.sku, a.location_id)).into()
+            );
+        }
+        tx.exec(
+            "INSERT INTO reservations (order_id, location_id, sku, qty, status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'reserved', $5, $5)",
+            vals![order_id, a.location_id.as_str(), a.sku.as_str(), a.qty, now],
+        )?;
+    }
+    Ok(route)
+}
+
+/// An order's allocations (reservations of any status), in the order they were made.
+pub fn allocations(tx: &mut dyn Tx, order_id: &str) -> Result<Vec<(Allocation, String)>> {
+    tx.query("SELECT location_id, sku, qty, status FROM reservations WHERE order_id = $1 ORDER BY id", vals![order_id])?
+        .iter()
+        .map(|r| Ok((Allocation { location_id: r.string(0)?, sku: r.string(1)?, qty: r.i64(2)? }, r.string(3)?)))
+        .collect()
+}
+
+/// Give back an order's open reservations (cancellation, payment timeout, expiry).
+pub fn release(tx: &mut dyn Tx, order_id: &str, now: Millis) -> Result<()> {
+    let open = tx.query(
+        &format!("SELECT id, location_id, sku, qty FROM reservations WHERE order_id = $1 AND status IN ('reserved', 'picked'){}", tx.for_update()),
+        vals![order_id],
+    )?;
+    for r in open {
+        let (id, location_id, sku, qty) = (r.i64(0)?, r.string(1)?, r.string(2)?, r.i64(3)?);
+        tx.exec(
+            "UPDATE stock SET reserved = reserved - $3, updated_at = $4 WHERE sku = $1 AND location_id = $2",
+            vals![sku.as_str(), location_id.as_str(), qty, now],
+        )?;
+        tx.exec("UPDATE reservations SET status = 'released', updated_at = $2 WHERE id = $1", vals![id, now])?;
+    }
+    Ok(())
+}
+
+/// The sum of open reservations per (SKU, location) next to `stock.reserved` — equal when
+/// reservations never leak (tests check it).
+pub fn reservation_mismatches(tx: &mut dyn Tx) -> Result<Vec<(String, String, i64, i64)>> {
+    tx.query(
+        "SELECT s.sku, s.location_id, s.reserved,
+                COALESCE((SELECT CAST(SUM(r.qty) AS BIGINT) FROM reservations r
+                          WHERE r.sku = s.sku AND r.location_id = s.location_id AND r.status IN ('reserved', 'picked')), 0)
+         FROM stock s",
+        &[],
+    )?
+    .iter()
+    .map(|r| Ok((r.string(0)?, r.string(1)?, r.i64(2)?, r.i64(3)?)))
+    .filter(|x: &Result<(String, String, i64, i64)>| x.as_ref().map_or(true, |(_, _, a, b)| a != b))
+    .collect()
+}
