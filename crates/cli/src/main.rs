@@ -92,6 +92,7 @@ async fn serve(o: ServeOpt) -> anyhow::Result<()> {
         offline_points_limits_by_store: by_store,
         payment_timeout_ms: o.payment_timeout_minutes.max(1) * 60_000,
         tracking_origins: o.tracking_origins.clone(),
+        pickup_expiry_ms: o.pickup_expiry_hours.max(1) * 3_600_000,
         ..Default::default()
     };
     let listener =

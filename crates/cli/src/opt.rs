@@ -123,6 +123,10 @@ pub struct ServeOpt {
     /// Minutes an online order may wait for payment before it is cancelled.
     #[arg(long, env = "RONGHE_PAYMENT_TIMEOUT_MINUTES", default_value_t = 30)]
     pub payment_timeout_minutes: i64,
+    /// Hours a pick-up waits for its shopper before it is cancelled (points, coupons and stock
+    /// come back).
+    #[arg(long, env = "RONGHE_PICKUP_EXPIRY_HOURS", default_value_t = 72)]
+    pub pickup_expiry_hours: i64,
     /// Web origins allowed to send events from a browser (CORS on the tracking endpoints),
     /// comma-separated, e.g. `https://shop.example.cn`; `*` allows any.
     #[arg(long, env = "RONGHE_TRACKING_ORIGINS", value_delimiter = ',')]
@@ -187,6 +191,7 @@ impl ServeOpt {
             offline_points_limit_store: Vec::new(),
             payment_timeout_minutes: 30,
             tracking_origins: Vec::new(),
+            pickup_expiry_hours: 72,
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct Config {
     pub payment_timeout_ms: i64,
     /// Web origins allowed to call the tracking endpoints from a browser (CORS); `*` for any.
     pub tracking_origins: Vec<String>,
+    /// How long a pick-up waits for its shopper before it is cancelled.
+    pub pickup_expiry_ms: i64,
 }
 
 impl Default for Config {
@@ -59,6 +61,7 @@ impl Default for Config {
             offline_points_limits_by_store: HashMap::new(),
             payment_timeout_ms: 30 * 60_000,
             tracking_origins: Vec::new(),
+            pickup_expiry_ms: 72 * 3_600_000,
         }
     }
 }
@@ -200,7 +203,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/{id}", get(commerce::get_order))
         .route("/v1/orders/{id}/cancel", post(commerce::cancel))
         .route("/v1/orders/{id}/pay", post(commerce::pay))
+        .route("/v1/orders/{id}/picked", post(commerce::picked))
+        .route("/v1/orders/{id}/handover", post(commerce::handover))
+        .route("/v1/orders/{id}/ship", post(commerce::ship))
         .route("/v1/orders/payment-timeouts", post(commerce::payment_timeouts))
+        .route("/v1/orders/pickup-expiry", post(commerce::pickup_expiry))
         .route("/v1/orders/{id}/returns", post(commerce::create_return))
         .route("/v1/members/{id}/points", get(commerce::get_points))
         .route("/v1/members/{id}/points/adjustments", post(commerce::adjust_points))
@@ -298,6 +305,12 @@ fn spawn_housekeeping(state: AppState) {
                 Ok(ids) if !ids.is_empty() => tracing::info!(orders = ids.len(), "unpaid orders cancelled"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cancelling unpaid orders failed"),
+            }
+            let deadline = now - unpaid.config.pickup_expiry_ms;
+            match unpaid.store.write(move |tx, _| ronghe_store::orders::expire_pickups(tx, deadline, now)).await {
+                Ok(ids) if !ids.is_empty() => tracing::info!(orders = ids.len(), "uncollected pick-ups cancelled"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cancelling uncollected pick-ups failed"),
             }
         }
     });

@@ -80,6 +80,8 @@ pub struct Order {
     pub allocations: Vec<(ronghe_domain::stock::Allocation, String)>,
     /// Why those locations.
     pub route_reason: Option<String>,
+    /// For a pick-up: the code the shopper shows at hand-over (never shown to tills).
+    pub pickup_code: Option<String>,
 }
 
 pub(crate) fn new_order_id(now: Millis) -> String {
@@ -329,11 +331,58 @@ fn fulfil(tx: &mut dyn Tx, o: &NewOrder, id: &str, lines: &[OrderLine], now: Mil
             serde_json::json!({"type": "delivery", "address": {"lat": lat, "lng": lng}, "allow_split": allow_split})
         }
     };
+    let code = matches!(f, ronghe_domain::stock::Fulfillment::Pickup { .. }).then(|| {
+        let mut b = [0u8; 4];
+        rand::thread_rng().fill_bytes(&mut b);
+        format!("{:06}", u32::from_le_bytes(b) % 1_000_000)
+    });
     tx.exec(
-        "UPDATE orders SET fulfillment = $2, route_reason = $3 WHERE id = $1",
-        vals![id, kind.to_string(), route.reason.as_str()],
+        "UPDATE orders SET fulfillment = $2, route_reason = $3, pickup_code = $4 WHERE id = $1",
+        vals![id, kind.to_string(), route.reason.as_str(), code],
     )?;
     Ok(())
+}
+
+/// Hand over or ship an online order: its reservations leave the shelf (on hand and reserved
+/// both go down, journaled as sales) and the order is fulfilled. A pick-up needs its code.
+pub fn fulfil_online(tx: &mut dyn Tx, id: &str, pickup_code: Option<&str>, now: Millis) -> Result<Order> {
+    let sql = format!("SELECT status, pickup_code FROM orders WHERE id = $1{}", tx.for_update());
+    let r = tx.query_one(&sql, vals![id])?.ok_or_else(|| DomainError::not_found("order"))?;
+    let (status, code) = (r.string(0)?, r.opt_string(1)?);
+    if status != "placed" {
+        return Err(DomainError::new(Code::Conflict, format!("an order that is {status} cannot be handed over")).into());
+    }
+    match (code.as_deref(), pickup_code) {
+        (Some(want), Some(got)) if subtle::ConstantTimeEq::ct_eq(want.as_bytes(), got.trim().as_bytes()).into() => {}
+        (Some(_), Some(_)) => return Err(DomainError::field("pickup_code", "does not match this order's code").into()),
+        (Some(_), None) => {
+            return Err(DomainError::field("pickup_code", "a pick-up is handed over against its code").into());
+        }
+        (None, _) => {}
+    }
+    if crate::stock::fulfil(tx, id, now)? == 0 {
+        return Err(DomainError::new(Code::Conflict, "this order has no reservation to fulfil").into());
+    }
+    tx.exec("UPDATE orders SET status = 'fulfilled', updated_at = $2 WHERE id = $1", vals![id, now])?;
+    outbox::append(tx, "order.fulfilled", None, &serde_json::json!({"order_id": id}), now)?;
+    get(tx, id)?.ok_or_else(|| DbError::Other("order vanished".into()).into())
+}
+
+/// Cancel pick-up orders not collected by `deadline` (created before it): their points,
+/// coupons and reservations come back as for any cancellation.
+pub fn expire_pickups(tx: &mut dyn Tx, deadline: Millis, now: Millis) -> Result<Vec<String>> {
+    let ids: Vec<String> = tx
+        .query(
+            "SELECT id FROM orders WHERE status = 'placed' AND pickup_code IS NOT NULL AND created_at <= $1 ORDER BY created_at",
+            vals![deadline],
+        )?
+        .iter()
+        .map(|r| r.string(0))
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        cancel(tx, id, now)?;
+    }
+    Ok(ids)
 }
 
 /// What an offline sync changed in an order, for review.
@@ -393,7 +442,7 @@ pub fn place_offline(
 pub fn get(tx: &mut dyn Tx, id: &str) -> Result<Option<Order>> {
     let Some(r) = tx.query_one(
         "SELECT id, order_ref, channel, store_id, member_id, associate_id, status, placed_at, program_version, subtotal_fen,
-                discount_fen, points_redeemed, points_value_fen, payable_fen, points_earned, route_reason
+                discount_fen, points_redeemed, points_value_fen, payable_fen, points_earned, route_reason, pickup_code
          FROM orders WHERE id = $1",
         vals![id],
     )?
@@ -446,6 +495,7 @@ pub fn get(tx: &mut dyn Tx, id: &str) -> Result<Option<Order>> {
         coupons: coupons::of_order(tx, id)?,
         allocations: crate::stock::allocations(tx, id)?,
         route_reason: r.opt_string(15)?,
+        pickup_code: r.opt_string(16)?,
     }))
 }
 

@@ -15,6 +15,8 @@ pub struct ReturnLineIn {
     /// …or its SKU, when that names exactly one line.
     pub sku: Option<String>,
     pub qty: i64,
+    /// The goods came back damaged: received and written off, not put back on sale.
+    pub damaged: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +75,7 @@ pub fn create(
 
     let mut v = ronghe_domain::error::Validator::new();
     let mut wanted = vec![0i64; order.lines.len()];
+    let mut damaged = vec![0i64; order.lines.len()];
     for (i, l) in lines.iter().enumerate() {
         let line_no = match (l.line_no, &l.sku) {
             (Some(n), None) => n,
@@ -96,6 +99,9 @@ pub fn create(
             v.push(format!("lines[{i}].qty"), "at least 1");
         } else {
             wanted[idx] += l.qty;
+            if l.damaged {
+                damaged[idx] += l.qty;
+            }
             let left = order.lines[idx].qty - returned[idx];
             if wanted[idx] > left {
                 v.push(format!("lines[{i}].qty"), format!("only {left} left to return on this line"));
@@ -151,6 +157,19 @@ pub fn create(
             "INSERT INTO return_lines (return_id, line_no, qty, refund_fen, points_taken, points_given) VALUES ($1, $2, $3, $4, $5, $6)",
             vals![id.as_str(), l.line_no, l.qty, l.refund_fen, l.points_taken, l.points_given],
         )?;
+    }
+    // The goods go back on the shelf where they were received (a location that counts stock).
+    if let Some(at) = location_id.or(store_id) {
+        for (idx, qty) in wanted.iter().enumerate().filter(|(_, q)| **q > 0) {
+            let sku = &order.lines[idx].sku;
+            let sellable = qty - damaged[idx];
+            if sellable > 0 {
+                crate::stock::restock(tx, at, sku, sellable, false, &id, now)?;
+            }
+            if damaged[idx] > 0 {
+                crate::stock::restock(tx, at, sku, damaged[idx], true, &id, now)?;
+            }
+        }
     }
     let fully = order.lines.iter().enumerate().all(|(i, l)| returned[i] + wanted[i] == l.qty);
     let mut restored = Vec::new();

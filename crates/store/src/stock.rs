@@ -295,6 +295,57 @@ pub fn allocations(tx: &mut dyn Tx, order_id: &str) -> Result<Vec<(Allocation, S
         .collect()
 }
 
+/// Mark an order's reservations picked (the goods are set aside for the shopper).
+pub fn pick(tx: &mut dyn Tx, order_id: &str, now: Millis) -> Result<u64> {
+    Ok(tx.exec(
+        "UPDATE reservations SET status = 'picked', updated_at = $2 WHERE order_id = $1 AND status = 'reserved'",
+        vals![order_id, now],
+    )?)
+}
+
+/// The goods of an order's open reservations leave: on hand and reserved both go down.
+/// Returns how many reservations were fulfilled.
+pub fn fulfil(tx: &mut dyn Tx, order_id: &str, now: Millis) -> Result<u64> {
+    let open = tx.query(
+        &format!(
+            "SELECT id, location_id, sku, qty FROM reservations WHERE order_id = $1 AND status IN ('reserved', 'picked'){}",
+            tx.for_update()
+        ),
+        vals![order_id],
+    )?;
+    for r in &open {
+        let (id, location_id, sku, qty) = (r.i64(0)?, r.string(1)?, r.string(2)?, r.i64(3)?);
+        tx.exec(
+            "UPDATE stock SET reserved = reserved - $3, updated_at = $4 WHERE sku = $1 AND location_id = $2",
+            vals![sku.as_str(), location_id.as_str(), qty, now],
+        )?;
+        move_stock(tx, &location_id, &sku, -qty, "sale", Some(order_id), now)?;
+        tx.exec("UPDATE reservations SET status = 'fulfilled', updated_at = $2 WHERE id = $1", vals![id, now])?;
+    }
+    Ok(open.len() as u64)
+}
+
+/// Put goods back on a shelf (a return received at `location_id`): sellable goods raise on
+/// hand; damaged ones are journaled as received and written off at once.
+pub fn restock(
+    tx: &mut dyn Tx,
+    location_id: &str,
+    sku: &str,
+    qty: i64,
+    damaged: bool,
+    ref_id: &str,
+    now: Millis,
+) -> Result<()> {
+    if location(tx, location_id)?.is_none() {
+        return Ok(());
+    }
+    move_stock(tx, location_id, sku, qty, "return", Some(ref_id), now)?;
+    if damaged {
+        move_stock(tx, location_id, sku, -qty, "damage", Some(ref_id), now)?;
+    }
+    Ok(())
+}
+
 /// Give back an order's open reservations (cancellation, payment timeout, expiry).
 pub fn release(tx: &mut dyn Tx, order_id: &str, now: Millis) -> Result<()> {
     let open = tx.query(

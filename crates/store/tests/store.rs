@@ -382,7 +382,12 @@ mod ledger {
                     Cmd::Return { order, qty } => {
                         let Some((id, member, ..)) = placed.get(order).cloned() else { continue };
                         let g = group[member];
-                        let lines = vec![ronghe_store::returns::ReturnLineIn { line_no: Some(1), sku: None, qty }];
+                        let lines = vec![ronghe_store::returns::ReturnLineIn {
+                            line_no: Some(1),
+                            sku: None,
+                            qty,
+                            damaged: false,
+                        }];
                         let r = rt.block_on(
                             store.write(move |tx, _| ronghe_store::returns::create(tx, &id, &lines, None, None, now)),
                         );

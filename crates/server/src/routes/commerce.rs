@@ -333,6 +333,10 @@ pub struct OrderView {
     pub allocations: Vec<AllocationView>,
     /// Why those locations.
     pub route_reason: Option<String>,
+    /// A pick-up's code, shown to the shopper (answers to channel and admin keys only; the
+    /// store checks it at hand-over).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pickup_code: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -415,7 +419,17 @@ fn order_view(o: &Order) -> OrderView {
             })
             .collect(),
         route_reason: o.route_reason.clone(),
+        pickup_code: None,
     }
+}
+
+/// The order as the caller may see it: the pick-up code only for the shopper's side.
+fn order_view_for(caller: &Caller, o: &Order) -> OrderView {
+    let mut v = order_view(o);
+    if matches!(caller.0.role, Role::Admin | Role::Channel) {
+        v.pickup_code = o.pickup_code.clone();
+    }
+    v
 }
 
 /// How far ahead of the server's clock a till's `placed_at` may be (clock skew).
@@ -578,7 +592,7 @@ pub async fn place(
         })
         .await?;
     state.refresh_members(o.member_id.clone()).await?;
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, axum::Json(order_view(&o))))
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, axum::Json(order_view_for(&caller, &o))))
 }
 
 /// Price a basket with no effects
@@ -616,6 +630,7 @@ pub async fn quote(
         coupons: coupon_views(&priced.coupons),
         allocations: Vec::new(),
         route_reason: None,
+        pickup_code: None,
     }))
 }
 
@@ -634,7 +649,7 @@ pub async fn get_order(
         .read_short(move |tx, _| orders::get(tx, &id))
         .await?
         .ok_or_else(|| DomainError::not_found("order"))?;
-    Ok(axum::Json(order_view(&o)))
+    Ok(axum::Json(order_view_for(&caller, &o)))
 }
 
 /// A scoped key acts only on its own channel's or store's orders.
@@ -860,6 +875,9 @@ pub struct ReturnLineBody {
     /// …or its SKU, when that names exactly one line.
     pub sku: Option<String>,
     pub qty: i64,
+    /// Came back damaged: received and written off instead of restocked.
+    #[serde(default)]
+    pub damaged: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -930,7 +948,7 @@ pub async fn create_return(
     let lines: Vec<ronghe_store::returns::ReturnLineIn> = body
         .lines
         .into_iter()
-        .map(|l| ronghe_store::returns::ReturnLineIn { line_no: l.line_id, sku: l.sku, qty: l.qty })
+        .map(|l| ronghe_store::returns::ReturnLineIn { line_no: l.line_id, sku: l.sku, qty: l.qty, damaged: l.damaged })
         .collect();
     let now = state.now();
     let p = caller.0.clone();
@@ -1209,5 +1227,123 @@ pub async fn payment_timeouts(State(state): State<AppState>, caller: Caller) -> 
     let now = state.now();
     let timeout = state.config.payment_timeout_ms;
     let cancelled = state.store.write(move |tx, _| orders::cancel_unpaid(tx, timeout, now)).await?;
+    Ok(axum::Json(TimeoutsView { cancelled }))
+}
+
+/// Who may hand over or ship an online order: admins, the order's own channel, and the store
+/// keys of the locations its goods are reserved at.
+fn at_fulfilling_location(p: &ronghe_domain::auth::Principal, o: &Order) -> ronghe_store::Result<()> {
+    let ok = match (&p.store_id, &p.channel) {
+        (Some(store), _) => o.allocations.iter().any(|(a, _)| &a.location_id == store),
+        (None, Some(channel)) => *channel == o.channel,
+        (None, None) => p.role == Role::Admin,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::new(ronghe_domain::Code::Forbidden, "this order is not fulfilled here").into())
+    }
+}
+
+async fn fulfilment_step(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+    verb: &'static str,
+    step: impl Fn(&mut dyn ronghe_store::db::Tx, &str, i64) -> ronghe_store::Result<Order> + Send + Sync + 'static,
+) -> ApiResult<axum::Json<OrderView>> {
+    caller.require(Action::PlaceOrder)?;
+    let now = state.now();
+    let p = caller.0.clone();
+    let o = state
+        .store
+        .write(move |tx, _| {
+            let existing = orders::get(tx, &id)?.ok_or_else(|| DomainError::not_found("order"))?;
+            at_fulfilling_location(&p, &existing)?;
+            let o = step(tx, &id, now)?;
+            audit_admin(tx, &p, now, &format!("order.{verb}"), Some(&id))?;
+            Ok(o)
+        })
+        .await?;
+    state.refresh_members(o.member_id.clone()).await?;
+    Ok(axum::Json(order_view_for(caller, &o)))
+}
+
+/// Mark a pick-up's goods as picked and set aside
+#[utoipa::path(post, path = "/v1/orders/{id}/picked", tag = "orders", params(("id" = String, Path)),
+    responses((status = 200, body = OrderView), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn picked(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<OrderView>> {
+    fulfilment_step(&state, &caller, id, "picked", |tx, id, now| {
+        if ronghe_store::stock::pick(tx, id, now)? == 0 {
+            return Err(DomainError::new(ronghe_domain::Code::Conflict, "nothing left to pick for this order").into());
+        }
+        orders::get(tx, id)?.ok_or_else(|| DomainError::not_found("order").into())
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct HandoverIn {
+    /// The code the shopper shows.
+    pub pickup_code: String,
+}
+
+/// Hand a pick-up over to the shopper against its code
+///
+/// The store's key checks the code; the goods leave the shelf (on hand and reserved go down)
+/// and the order is `fulfilled`.
+#[utoipa::path(post, path = "/v1/orders/{id}/handover", tag = "orders", params(("id" = String, Path)), request_body = HandoverIn,
+    responses((status = 200, body = OrderView), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn handover(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<HandoverIn>,
+) -> ApiResult<axum::Json<OrderView>> {
+    let code = body.pickup_code;
+    fulfilment_step(&state, &caller, id, "handover", move |tx, id, now| orders::fulfil_online(tx, id, Some(&code), now))
+        .await
+}
+
+/// Ship a delivery order: its goods leave the locations they were reserved at
+#[utoipa::path(post, path = "/v1/orders/{id}/ship", tag = "orders", params(("id" = String, Path)),
+    responses((status = 200, body = OrderView), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn ship(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<OrderView>> {
+    fulfilment_step(&state, &caller, id, "ship", |tx, id, now| {
+        let o = orders::get(tx, id)?.ok_or_else(|| DomainError::not_found("order"))?;
+        if o.pickup_code.is_some() {
+            return Err(DomainError::new(ronghe_domain::Code::Conflict, "a pick-up is handed over, not shipped").into());
+        }
+        orders::fulfil_online(tx, id, None, now)
+    })
+    .await
+}
+
+/// Cancel pick-ups not collected within the pick-up window
+///
+/// Their points, coupons and reservations come back. The server runs this every minute
+/// (`--pickup-expiry-hours`, default 72); it is safe to repeat.
+#[utoipa::path(post, path = "/v1/orders/pickup-expiry", tag = "orders",
+    responses((status = 200, body = TimeoutsView), (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn pickup_expiry(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<TimeoutsView>> {
+    caller.require(Action::AdjustPoints)?;
+    let now = state.now();
+    let deadline = now - state.config.pickup_expiry_ms;
+    let cancelled = state.store.write(move |tx, _| orders::expire_pickups(tx, deadline, now)).await?;
     Ok(axum::Json(TimeoutsView { cancelled }))
 }

@@ -9,6 +9,7 @@ on_both_backends!(
     stock_pushes_apply_in_sequence_and_availability_is_nearest_first,
     online_orders_are_routed_reserved_and_released,
     two_hundred_shoppers_race_for_five_units,
+    pickups_are_handed_over_against_their_code_or_expire,
 );
 
 /// Hangzhou: two stores (1 km and 4 km north of the shopper), a regional warehouse, and the
@@ -189,4 +190,77 @@ async fn two_hundred_shoppers_race_for_five_units(app: TestApp) {
     assert_eq!(created, 5, "exactly the five units are sold");
     let (_, inv) = app.get("/v1/inventory/SHOE", &app.admin).await;
     assert_eq!((inv["reserved"].as_i64(), inv["available"].as_i64()), (Some(5), Some(0)), "{inv}");
+}
+
+async fn level(app: &TestApp, sku: &str, location: &str) -> (i64, i64) {
+    let (_, inv) = app.get(&format!("/v1/inventory/{sku}"), &app.admin).await;
+    let l =
+        inv["locations"].as_array().unwrap().iter().find(|l| l["location_id"] == location).cloned().unwrap_or_default();
+    (l["on_hand"].as_i64().unwrap_or(0), l["reserved"].as_i64().unwrap_or(0))
+}
+
+async fn pickups_are_handed_over_against_their_code_or_expire(app: TestApp) {
+    map(&app).await;
+    push(&app, json!({"mode":"snapshot","items":[{"location_id":"S-FAR","sku":"SHOE","on_hand":5}]})).await;
+    let channel = app.key("channel", None, Some("mini_program")).await;
+    let far_till = app.key("store", Some("S-FAR"), None).await;
+    let near_till = app.key("store", Some("S-NEAR"), None).await;
+    let pickup = |r: &str| json!({"order_ref": r, "lines":[{"sku":"SHOE","qty":2}], "fulfillment":{"type":"pickup","store_id":"S-FAR"}});
+
+    let (s, o) = app.post("/v1/orders", &channel, pickup("PK1")).await;
+    assert_eq!(s, StatusCode::CREATED, "{o}");
+    let (id, code) = (o["id"].as_str().unwrap().to_string(), o["pickup_code"].as_str().unwrap().to_string());
+    assert_eq!(code.len(), 6);
+    // The till never sees the code; another store cannot touch the order.
+    let (_, seen) = app.get(&format!("/v1/orders/{id}"), &far_till).await;
+    assert!(seen.get("pickup_code").is_none(), "{seen}");
+    let (s, _) = app.post(&format!("/v1/orders/{id}/picked"), &near_till, json!({})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, p) = app.post(&format!("/v1/orders/{id}/picked"), &far_till, json!({})).await;
+    assert_eq!((s, p["allocations"][0]["status"].as_str()), (StatusCode::OK, Some("picked")), "{p}");
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let (s, e) = app.post(&format!("/v1/orders/{id}/handover"), &far_till, json!({"pickup_code": wrong})).await;
+    assert_eq!((s, e["errors"][0]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("pickup_code")));
+    assert_eq!(level(&app, "SHOE", "S-FAR").await, (5, 2));
+    let (s, f) = app.post(&format!("/v1/orders/{id}/handover"), &far_till, json!({"pickup_code": code})).await;
+    assert_eq!((s, f["status"].as_str()), (StatusCode::OK, Some("fulfilled")), "{f}");
+    assert_eq!(level(&app, "SHOE", "S-FAR").await, (3, 0), "the goods left the shelf");
+
+    // A pick-up nobody collects is cancelled after the window, its stock released.
+    let (_, o2) = app.post("/v1/orders", &channel, pickup("PK2")).await;
+    assert_eq!(level(&app, "SHOE", "S-FAR").await, (3, 2));
+    app.clock.advance(71 * 3_600_000);
+    let (_, none) = app.post("/v1/orders/pickup-expiry", &app.admin, json!({})).await;
+    assert_eq!(none["cancelled"], json!([]));
+    app.clock.advance(2 * 3_600_000);
+    let (_, gone) = app.post("/v1/orders/pickup-expiry", &app.admin, json!({})).await;
+    assert_eq!(gone["cancelled"], json!([o2["id"]]));
+    assert_eq!(level(&app, "SHOE", "S-FAR").await, (3, 0));
+
+    // A return at another store restocks there; damaged goods are written off.
+    let (_, r) = app
+        .post(
+            &format!("/v1/orders/{id}/returns"),
+            &near_till,
+            json!({"lines":[{"line_id":1,"qty":1}],"location_id":"S-NEAR"}),
+        )
+        .await;
+    assert!(r["refund_fen"].as_i64().unwrap() > 0, "{r}");
+    assert_eq!(level(&app, "SHOE", "S-NEAR").await.0, 1);
+    let (s, _) = app
+        .post(
+            &format!("/v1/orders/{id}/returns"),
+            &near_till,
+            json!({"lines":[{"line_id":1,"qty":1,"damaged":true}],"location_id":"S-NEAR"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(level(&app, "SHOE", "S-NEAR").await.0, 1, "damaged goods are not sellable");
+
+    // A delivery is shipped by its channel: fulfilled, stock gone.
+    let (_, d) = app
+        .post("/v1/orders", &channel, json!({"order_ref":"DL1","lines":[{"sku":"SHOE","qty":1}],"fulfillment":{"type":"delivery","address":{"lat":HOME.0,"lng":HOME.1}}}))
+        .await;
+    let (s, shipped) = app.post(&format!("/v1/orders/{}/ship", d["id"].as_str().unwrap()), &channel, json!({})).await;
+    assert_eq!((s, shipped["status"].as_str()), (StatusCode::OK, Some("fulfilled")), "{shipped}");
 }

@@ -61,3 +61,4 @@ CREATE INDEX reservations_order ON reservations(order_id);
 
 ALTER TABLE orders ADD COLUMN fulfillment TEXT;
 ALTER TABLE orders ADD COLUMN route_reason TEXT;
+ALTER TABLE orders ADD COLUMN pickup_code TEXT;           -- shown to the shopper, checked at hand-over
