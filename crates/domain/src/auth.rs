@@ -57,6 +57,8 @@ impl Role {
             TagMembers => matches!(self, Admin | Marketer | Channel),
             ManageStock | PushStock => self == Admin,
             ReadStock => self != Tracker,
+            MoveStock => matches!(self, Admin | Store),
+            SubscribeStock => matches!(self, Admin | Store | Channel),
         }
     }
 
@@ -106,6 +108,10 @@ pub enum Action {
     PushStock,
     /// Read stock and availability.
     ReadStock,
+    /// Request, ship and receive transfers (a store key for its own store).
+    MoveStock,
+    /// Put a member on a back-in-stock list.
+    SubscribeStock,
 }
 
 /// Who is calling: an API key's id, role and scope.

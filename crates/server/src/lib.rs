@@ -239,6 +239,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/inventory", put(stock::put_inventory))
         .route("/v1/inventory/{sku}", get(stock::get_inventory))
         .route("/v1/availability", get(stock::availability))
+        .route("/v1/transfers", post(stock::request_transfer))
+        .route("/v1/transfers/{id}", get(stock::get_transfer))
+        .route("/v1/transfers/{id}/ship", post(stock::ship_transfer))
+        .route("/v1/transfers/{id}/receive", post(stock::receive_transfer))
+        .route("/v1/back-in-stock", post(stock::subscribe))
         .route("/v1/keys", post(admin::create_key))
         .route("/v1/audit", get(admin::list_audit))
         // Layers run bottom-up: authenticate first, then idempotency.

@@ -122,6 +122,7 @@ const MEMBER_OWNED: &[(&str, &str)] = &[
     ("events", "member_id"),
     ("stitches", "member_id"),
     ("lifecycle_transitions", "member_id"),
+    ("stock_subscriptions", "member_id"),
 ];
 
 /// A new member id: `m_` + the creation time (48-bit milliseconds) + 40 random bits, in hex.
@@ -715,6 +716,7 @@ pub fn erase(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<String> {
     // Events first: unclaimed events are found through the identities about to go.
     crate::events::erase_member(tx, &id)?;
     tx.exec("DELETE FROM member_tags WHERE member_id = $1", vals![id.as_str()])?;
+    tx.exec("DELETE FROM stock_subscriptions WHERE member_id = $1", vals![id.as_str()])?;
     tx.exec("DELETE FROM member_lifecycle WHERE member_id = $1", vals![id.as_str()])?;
     tx.exec("DELETE FROM lifecycle_transitions WHERE member_id = $1", vals![id.as_str()])?;
     tx.exec("DELETE FROM identities WHERE member_id = $1", vals![id.as_str()])?;

@@ -169,6 +169,12 @@ pub fn update(tx: &mut dyn Tx, source: &str, items: &[Item], reason: &str, now: 
             }
         }
     }
+    let mut skus: Vec<&str> = items.iter().map(|i| i.sku.as_str()).collect();
+    skus.sort_unstable();
+    skus.dedup();
+    for sku in skus {
+        notify_waiting(tx, sku, now)?;
+    }
     Ok(out)
 }
 
@@ -342,6 +348,8 @@ pub fn restock(
     move_stock(tx, location_id, sku, qty, "return", Some(ref_id), now)?;
     if damaged {
         move_stock(tx, location_id, sku, -qty, "damage", Some(ref_id), now)?;
+    } else {
+        notify_waiting(tx, sku, now)?;
     }
     Ok(())
 }
@@ -359,6 +367,7 @@ pub fn release(tx: &mut dyn Tx, order_id: &str, now: Millis) -> Result<()> {
             vals![sku.as_str(), location_id.as_str(), qty, now],
         )?;
         tx.exec("UPDATE reservations SET status = 'released', updated_at = $2 WHERE id = $1", vals![id, now])?;
+        notify_waiting(tx, &sku, now)?;
     }
     Ok(())
 }
@@ -377,4 +386,165 @@ pub fn reservation_mismatches(tx: &mut dyn Tx) -> Result<Vec<(String, String, i6
     .map(|r| Ok((r.string(0)?, r.string(1)?, r.i64(2)?, r.i64(3)?)))
     .filter(|x: &Result<(String, String, i64, i64)>| x.as_ref().map_or(true, |(_, _, a, b)| a != b))
     .collect()
+}
+
+// ---------- transfers ----------
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Transfer {
+    pub id: String,
+    pub from_location: String,
+    pub to_location: String,
+    pub status: String,
+    pub lines: Vec<(String, i64)>,
+}
+
+pub fn transfer(tx: &mut dyn Tx, id: &str) -> Result<Transfer> {
+    let sql = format!("SELECT from_location, to_location, status FROM transfers WHERE id = $1{}", tx.for_update());
+    let r = tx.query_one(&sql, vals![id])?.ok_or_else(|| DomainError::not_found("transfer"))?;
+    let lines = tx
+        .query("SELECT sku, qty FROM transfer_lines WHERE transfer_id = $1 ORDER BY sku", vals![id])?
+        .iter()
+        .map(|l| Ok((l.string(0)?, l.i64(1)?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Transfer { id: id.into(), from_location: r.string(0)?, to_location: r.string(1)?, status: r.string(2)?, lines })
+}
+
+/// Request goods to move between two locations.
+pub fn request_transfer(
+    tx: &mut dyn Tx,
+    id: &str,
+    from: &str,
+    to: &str,
+    lines: &[(String, i64)],
+    now: Millis,
+) -> Result<Transfer> {
+    for (field, loc) in [("from_location_id", from), ("to_location_id", to)] {
+        if location(tx, loc)?.is_none() {
+            return Err(DomainError::field(field, format!("no location {loc:?}")).into());
+        }
+    }
+    if from == to {
+        return Err(DomainError::field("to_location_id", "another location than the source").into());
+    }
+    tx.exec(
+        "INSERT INTO transfers (id, from_location, to_location, status, created_at, updated_at) VALUES ($1, $2, $3, 'requested', $4, $4)",
+        vals![id, from, to, now],
+    )?;
+    for (sku, qty) in lines {
+        tx.exec(
+            "INSERT INTO transfer_lines (transfer_id, sku, qty) VALUES ($1, $2, $3)",
+            vals![id, sku.as_str(), *qty],
+        )?;
+    }
+    transfer(tx, id)
+}
+
+/// Ship a transfer: the goods leave the source (only what is not reserved) and are in transit,
+/// available nowhere until received.
+pub fn ship_transfer(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<Transfer> {
+    let t = transfer(tx, id)?;
+    if t.status != "requested" {
+        return Err(DomainError::new(Code::Conflict, format!("a {} transfer cannot be shipped", t.status)).into());
+    }
+    for (sku, qty) in &t.lines {
+        let free = stock_row(tx, sku, &t.from_location)?.map_or(0, |(h, r)| h - r);
+        if free < *qty {
+            return Err(DomainError::new(
+                Code::OutOfStock,
+                format!("{} has only {free} of {sku} free to send", t.from_location),
+            )
+            .into());
+        }
+        move_stock(tx, &t.from_location, sku, -qty, "transfer", Some(id), now)?;
+    }
+    tx.exec("UPDATE transfers SET status = 'shipped', updated_at = $2 WHERE id = $1", vals![id, now])?;
+    transfer(tx, id)
+}
+
+/// Receive a shipped transfer: the goods are on hand at the destination.
+pub fn receive_transfer(tx: &mut dyn Tx, kr: &crate::Keyring, id: &str, now: Millis) -> Result<Transfer> {
+    let t = transfer(tx, id)?;
+    if t.status != "shipped" {
+        return Err(DomainError::new(Code::Conflict, format!("a {} transfer cannot be received", t.status)).into());
+    }
+    for (sku, qty) in &t.lines {
+        move_stock(tx, &t.to_location, sku, *qty, "transfer", Some(id), now)?;
+        notify_back_in_stock(tx, kr, sku, now)?;
+    }
+    tx.exec("UPDATE transfers SET status = 'received', updated_at = $2 WHERE id = $1", vals![id, now])?;
+    transfer(tx, id)
+}
+
+// ---------- back in stock ----------
+
+/// A member waits for a SKU (at one location, or anywhere).
+pub fn subscribe(
+    tx: &mut dyn Tx,
+    kr: &crate::Keyring,
+    member_id: &str,
+    sku: &str,
+    location_id: Option<&str>,
+    now: Millis,
+) -> Result<i64> {
+    let member = crate::members::resolve(tx, member_id)?;
+    if let Some(l) = location_id
+        && location(tx, l)?.is_none()
+    {
+        return Err(DomainError::field("location_id", format!("no location {l:?}")).into());
+    }
+    let r = tx
+        .query_one(
+            "INSERT INTO stock_subscriptions (member_id, sku, location_id, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            vals![member.as_str(), sku, location_id, now],
+        )?
+        .ok_or_else(|| DbError::Other("no id".into()))?;
+    let id = r.i64(0)?;
+    notify_back_in_stock(tx, kr, sku, now)?;
+    Ok(id)
+}
+
+/// Tell the members waiting for `sku` where it is available now: a `back_in_stock` event on
+/// each one's timeline (journeys will message them), and the subscription is marked
+/// notified. Returns the members told.
+pub fn notify_back_in_stock(tx: &mut dyn Tx, _kr: &crate::Keyring, sku: &str, now: Millis) -> Result<Vec<String>> {
+    notify_waiting(tx, sku, now)
+}
+
+fn notify_waiting(tx: &mut dyn Tx, sku: &str, now: Millis) -> Result<Vec<String>> {
+    let waiting = tx.query(
+        "SELECT id, member_id, location_id FROM stock_subscriptions WHERE sku = $1 AND notified_at IS NULL ORDER BY id",
+        vals![sku],
+    )?;
+    if waiting.is_empty() {
+        return Ok(Vec::new());
+    }
+    let available: Vec<String> =
+        levels(tx, sku)?.into_iter().filter(|(_, l)| l.available > 0).map(|(l, _)| l.id).collect();
+    let mut told = Vec::new();
+    for w in waiting {
+        let (id, member, at) = (w.i64(0)?, w.string(1)?, w.opt_string(2)?);
+        let wher: Vec<&String> = available.iter().filter(|l| at.as_ref().is_none_or(|a| a == *l)).collect();
+        if wher.is_empty() {
+            continue;
+        }
+        let event = ronghe_domain::events::Event {
+            message_id: format!("back-in-stock:{id}"),
+            kind: ronghe_domain::events::Kind::Track,
+            name: "back_in_stock".into(),
+            user_id: None,
+            anonymous_id: None,
+            previous_id: None,
+            group_id: None,
+            at: now,
+            channel: None,
+            store_id: at.clone(),
+            body: serde_json::json!({"properties": {"sku": sku, "locations": wher}}).to_string(),
+            traits: None,
+        };
+        crate::events::insert_known(tx, &[(member.clone(), event)], "stock", now)?;
+        tx.exec("UPDATE stock_subscriptions SET notified_at = $2 WHERE id = $1", vals![id, now])?;
+        told.push(member);
+    }
+    Ok(told)
 }

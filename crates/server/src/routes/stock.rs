@@ -345,3 +345,188 @@ pub async fn availability(
     out.sort_by(|a, b| a.distance_km.total_cmp(&b.distance_km));
     Ok(axum::Json(AvailabilityView { sku: q.sku, locations: out }))
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TransferIn {
+    pub from_location_id: String,
+    pub to_location_id: String,
+    pub items: Vec<TransferItemIn>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TransferItemIn {
+    pub sku: String,
+    pub qty: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransferView {
+    pub id: String,
+    pub from_location_id: String,
+    pub to_location_id: String,
+    /// requested, shipped (in transit, available nowhere) or received.
+    pub status: String,
+    pub items: Vec<TransferItemView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransferItemView {
+    pub sku: String,
+    pub qty: i64,
+}
+
+fn transfer_view(t: store_stock::Transfer) -> TransferView {
+    TransferView {
+        id: t.id,
+        from_location_id: t.from_location,
+        to_location_id: t.to_location,
+        status: t.status,
+        items: t.lines.into_iter().map(|(sku, qty)| TransferItemView { sku, qty }).collect(),
+    }
+}
+
+/// A store key moves stock only from or to its own store.
+fn own_end(caller: &Caller, ends: &[&str]) -> Result<(), crate::problem::ApiError> {
+    match &caller.0.store_id {
+        Some(s) if !ends.contains(&s.as_str()) => {
+            Err(crate::problem::ApiError::forbidden(format!("this key moves stock only for store {s}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Request a transfer between two locations (调货)
+#[utoipa::path(post, path = "/v1/transfers", tag = "stock", request_body = TransferIn,
+    responses((status = 201, body = TransferView), (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn request_transfer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<TransferIn>,
+) -> ApiResult<(StatusCode, axum::Json<TransferView>)> {
+    caller.require(Action::MoveStock)?;
+    own_end(&caller, &[&body.from_location_id, &body.to_location_id])?;
+    let mut v = Validator::new();
+    if body.items.is_empty() || body.items.len() > 1000 {
+        v.push("items", "1 to 1,000 items");
+    }
+    let mut lines: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    for (i, it) in body.items.iter().enumerate() {
+        if it.sku.is_empty() || !(1..=1_000_000).contains(&it.qty) {
+            v.push(format!("items[{i}]"), "a sku and a quantity of 1 to 1,000,000");
+        }
+        *lines.entry(it.sku.clone()).or_default() += it.qty;
+    }
+    v.finish()?;
+    let now = state.now();
+    let id = format!("tr_{}", ronghe_store::members::new_member_id(now).trim_start_matches("m_"));
+    let (from, to, lines) = (body.from_location_id, body.to_location_id, lines.into_iter().collect::<Vec<_>>());
+    let t = state.store.write(move |tx, _| store_stock::request_transfer(tx, &id, &from, &to, &lines, now)).await?;
+    Ok((StatusCode::CREATED, axum::Json(transfer_view(t))))
+}
+
+/// Read a transfer
+#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "stock", params(("id" = String, Path)),
+    responses((status = 200, body = TransferView), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn get_transfer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<TransferView>> {
+    caller.require(Action::ReadStock)?;
+    Ok(axum::Json(transfer_view(state.store.read(move |tx, _| store_stock::transfer(tx, &id)).await?)))
+}
+
+/// Ship a transfer: the goods leave the source and are in transit
+#[utoipa::path(post, path = "/v1/transfers/{id}/ship", tag = "stock", params(("id" = String, Path)),
+    responses((status = 200, body = TransferView), (status = 409, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn ship_transfer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<TransferView>> {
+    caller.require(Action::MoveStock)?;
+    let now = state.now();
+    let store = caller.0.store_id.clone();
+    let t = state
+        .store
+        .write(move |tx, _| {
+            let t = store_stock::transfer(tx, &id)?;
+            if store.as_ref().is_some_and(|s| *s != t.from_location) {
+                return Err(DomainError::new(
+                    ronghe_domain::Code::Forbidden,
+                    "only the sending store ships a transfer",
+                )
+                .into());
+            }
+            store_stock::ship_transfer(tx, &id, now)
+        })
+        .await?;
+    Ok(axum::Json(transfer_view(t)))
+}
+
+/// Receive a transfer: the goods are on hand at the destination
+#[utoipa::path(post, path = "/v1/transfers/{id}/receive", tag = "stock", params(("id" = String, Path)),
+    responses((status = 200, body = TransferView), (status = 409, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn receive_transfer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<TransferView>> {
+    caller.require(Action::MoveStock)?;
+    let now = state.now();
+    let store = caller.0.store_id.clone();
+    let t = state
+        .store
+        .write(move |tx, kr| {
+            let t = store_stock::transfer(tx, &id)?;
+            if store.as_ref().is_some_and(|s| *s != t.to_location) {
+                return Err(DomainError::new(
+                    ronghe_domain::Code::Forbidden,
+                    "only the receiving store receives a transfer",
+                )
+                .into());
+            }
+            store_stock::receive_transfer(tx, kr, &id, now)
+        })
+        .await?;
+    Ok(axum::Json(transfer_view(t)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SubscriptionIn {
+    pub member_id: String,
+    pub sku: String,
+    /// Wait for this store only (default: anywhere).
+    pub location_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionView {
+    pub id: i64,
+}
+
+/// Put a member on the back-in-stock list of a SKU (缺货预约)
+///
+/// When the SKU becomes available (there, or anywhere), a `back_in_stock` event is recorded on
+/// the member's timeline and the subscription is marked notified; journeys message them.
+#[utoipa::path(post, path = "/v1/back-in-stock", tag = "stock", request_body = SubscriptionIn,
+    responses((status = 201, body = SubscriptionView), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn subscribe(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<SubscriptionIn>,
+) -> ApiResult<(StatusCode, axum::Json<SubscriptionView>)> {
+    caller.require(Action::SubscribeStock)?;
+    if body.sku.is_empty() {
+        return Err(DomainError::field("sku", "required").into());
+    }
+    let now = state.now();
+    let (member, sku, at) = (body.member_id, body.sku, body.location_id);
+    let id = state.store.write(move |tx, kr| store_stock::subscribe(tx, kr, &member, &sku, at.as_deref(), now)).await?;
+    Ok((StatusCode::CREATED, axum::Json(SubscriptionView { id })))
+}

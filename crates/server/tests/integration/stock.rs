@@ -10,6 +10,7 @@ on_both_backends!(
     online_orders_are_routed_reserved_and_released,
     two_hundred_shoppers_race_for_five_units,
     pickups_are_handed_over_against_their_code_or_expire,
+    transfers_move_stock_and_waiting_members_hear_when_it_is_back,
 );
 
 /// Hangzhou: two stores (1 km and 4 km north of the shopper), a regional warehouse, and the
@@ -263,4 +264,51 @@ async fn pickups_are_handed_over_against_their_code_or_expire(app: TestApp) {
         .await;
     let (s, shipped) = app.post(&format!("/v1/orders/{}/ship", d["id"].as_str().unwrap()), &channel, json!({})).await;
     assert_eq!((s, shipped["status"].as_str()), (StatusCode::OK, Some("fulfilled")), "{shipped}");
+}
+
+async fn transfers_move_stock_and_waiting_members_hear_when_it_is_back(app: TestApp) {
+    map(&app).await;
+    push(&app, json!({"mode":"snapshot","items":[{"location_id":"R-HZ","sku":"SHOE","on_hand":10}]})).await;
+    let member = app.register(json!({"identities":[{"type":"phone","value":"13900001111"}]})).await;
+    let channel = app.key("channel", None, Some("app")).await;
+    // Waiting for shoes at S-NEAR, which has none.
+    let (s, b) = app
+        .post("/v1/back-in-stock", &channel, json!({"member_id": member, "sku":"SHOE","location_id":"S-NEAR"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, _) = app.post("/v1/back-in-stock", &channel, json!({"member_id": "m_nobody", "sku":"SHOE"})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let till = app.key("store", Some("S-NEAR"), None).await;
+    let (s, t) = app
+        .post(
+            "/v1/transfers",
+            &till,
+            json!({"from_location_id":"R-HZ","to_location_id":"S-NEAR","items":[{"sku":"SHOE","qty":4}]}),
+        )
+        .await;
+    assert_eq!((s, t["status"].as_str()), (StatusCode::CREATED, Some("requested")), "{t}");
+    let id = t["id"].as_str().unwrap().to_string();
+    // The receiving store cannot ship; the admin (for the warehouse) does.
+    let (s, _) = app.post(&format!("/v1/transfers/{id}/ship"), &till, json!({})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, t) = app.post(&format!("/v1/transfers/{id}/ship"), &app.admin, json!({})).await;
+    assert_eq!((s, t["status"].as_str()), (StatusCode::OK, Some("shipped")));
+    // In transit: available nowhere.
+    let (_, inv) = app.get("/v1/inventory/SHOE", &app.admin).await;
+    assert_eq!(inv["on_hand"], 6, "{inv}");
+    let (_, tl) = app.get(&format!("/v1/members/{member}/events"), &app.admin).await;
+    assert!(tl["events"].as_array().unwrap().is_empty());
+    let (s, t) = app.post(&format!("/v1/transfers/{id}/receive"), &till, json!({})).await;
+    assert_eq!((s, t["status"].as_str()), (StatusCode::OK, Some("received")));
+    assert_eq!(level(&app, "SHOE", "S-NEAR").await.0, 4);
+    let (s, _) = app.post(&format!("/v1/transfers/{id}/receive"), &till, json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "received once");
+    // The waiting member hears about it, once.
+    let (_, tl) = app.get(&format!("/v1/members/{member}/events"), &app.admin).await;
+    let events: Vec<&str> = tl["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(events, vec!["back_in_stock"]);
+    push(&app, json!({"mode":"delta","items":[{"location_id":"S-NEAR","sku":"SHOE","delta":1}]})).await;
+    let (_, tl) = app.get(&format!("/v1/members/{member}/events"), &app.admin).await;
+    assert_eq!(tl["events"].as_array().unwrap().len(), 1);
 }

@@ -62,3 +62,31 @@ CREATE INDEX reservations_order ON reservations(order_id);
 ALTER TABLE orders ADD COLUMN fulfillment TEXT;
 ALTER TABLE orders ADD COLUMN route_reason TEXT;
 ALTER TABLE orders ADD COLUMN pickup_code TEXT;           -- shown to the shopper, checked at hand-over
+
+-- Transfers between locations (调货): requested, shipped (in transit, available nowhere), received.
+CREATE TABLE transfers (
+    id TEXT PRIMARY KEY,
+    from_location TEXT NOT NULL,
+    to_location TEXT NOT NULL,
+    status TEXT NOT NULL,               -- requested | shipped | received | cancelled
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE transfer_lines (
+    transfer_id TEXT NOT NULL,
+    sku TEXT NOT NULL,
+    qty INTEGER NOT NULL,
+    PRIMARY KEY (transfer_id, sku)
+) WITHOUT ROWID;
+
+-- Back-in-stock subscriptions (缺货预约): a member waits for a SKU, anywhere or at one store.
+CREATE TABLE stock_subscriptions (
+    id INTEGER PRIMARY KEY,
+    member_id TEXT NOT NULL,
+    sku TEXT NOT NULL,
+    location_id TEXT,
+    created_at INTEGER NOT NULL,
+    notified_at INTEGER
+);
+CREATE INDEX stock_subscriptions_waiting ON stock_subscriptions(sku) WHERE notified_at IS NULL;
+CREATE INDEX stock_subscriptions_member ON stock_subscriptions(member_id);
