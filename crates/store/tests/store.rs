@@ -529,3 +529,194 @@ fn legacy_import_is_safe_to_run_twice() {
         assert!(matches!(e, Error::Domain(ref d) if d.errors[0].field == "phone.value"), "{e:?}");
     }
 }
+
+// ---------- stock: a state machine against a model ----------
+
+/// Random stock operations on two stores and a warehouse, checked after every step against a
+/// model of on hand and reserved: stale updates never apply, a reservation succeeds exactly
+/// when the location can promise it (so online sales never take more than is available), and
+/// `reserved` always equals the sum of open reservations.
+#[derive(Debug, Clone)]
+enum StockOp {
+    Push { loc: usize, sku: usize, on_hand: i64, seq: i64 },
+    Pickup { order: usize, loc: usize, sku: usize, qty: i64 },
+    Cancel { order: usize },
+    HandOver { order: usize },
+    TillSale { loc: usize, sku: usize, qty: i64 },
+    Return { loc: usize, sku: usize, qty: i64, damaged: bool },
+    Transfer { from: usize, to: usize, sku: usize, qty: i64 },
+}
+
+const LOCS: [&str; 3] = ["S1", "S2", "W1"];
+const SKUS: [&str; 2] = ["A", "B"];
+const SAFETY: [i64; 3] = [1, 0, 0];
+
+fn stock_op() -> impl Strategy<Value = StockOp> {
+    prop_oneof![
+        3 => (0usize..3, 0usize..2, 0i64..8, 0i64..6).prop_map(|(loc, sku, on_hand, seq)| StockOp::Push { loc, sku, on_hand, seq }),
+        3 => (0usize..6, 0usize..2, 0usize..2, 1i64..4).prop_map(|(order, loc, sku, qty)| StockOp::Pickup { order, loc, sku, qty }),
+        1 => (0usize..6).prop_map(|order| StockOp::Cancel { order }),
+        1 => (0usize..6).prop_map(|order| StockOp::HandOver { order }),
+        1 => (0usize..2, 0usize..2, 1i64..3).prop_map(|(loc, sku, qty)| StockOp::TillSale { loc, sku, qty }),
+        1 => (0usize..3, 0usize..2, 1i64..3, any::<bool>()).prop_map(|(loc, sku, qty, damaged)| StockOp::Return { loc, sku, qty, damaged }),
+        1 => (0usize..3, 0usize..3, 0usize..2, 1i64..3).prop_map(|(from, to, sku, qty)| StockOp::Transfer { from, to, sku, qty }),
+    ]
+}
+
+fn run_stock(ops: &[StockOp]) -> Result<(), TestCaseError> {
+    use ronghe_domain::stock::{Change, Fulfillment, Location, LocationKind};
+    use ronghe_store::stock;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for backend in backends() {
+        let store = open(&backend, KEY_A, Some(&fresh_schema())).unwrap();
+        rt.block_on(store.write(|tx, _| {
+            for (i, id) in LOCS.iter().enumerate() {
+                let kind = if i < 2 { LocationKind::Store } else { LocationKind::RegionalWarehouse };
+                let l = Location {
+                    id: id.to_string(),
+                    name: id.to_string(),
+                    kind,
+                    lat: 30.0 + i as f64 / 100.0,
+                    lng: 120.0,
+                    pickup: i < 2,
+                    ship_from_store: false,
+                    delivery_radius_km: 0.0,
+                    safety_stock: SAFETY[i],
+                    opening_hours: None,
+                };
+                stock::put_location(tx, &l, 0)?;
+            }
+            Ok(())
+        }))
+        .unwrap();
+        // Model: (loc, sku) → (on_hand, reserved); last seq; open reservations per order.
+        let mut level: BTreeMap<(usize, usize), (i64, i64)> = BTreeMap::new();
+        let mut seqs: BTreeMap<(usize, usize), i64> = BTreeMap::new();
+        let mut open_orders: BTreeMap<usize, (usize, usize, i64)> = BTreeMap::new();
+        let mut round = 0;
+        for (step, op) in ops.iter().enumerate() {
+            let now = 1_000 + step as i64;
+            match op.clone() {
+                StockOp::Push { loc, sku, on_hand, seq } => {
+                    let item = stock::Item {
+                        location_id: LOCS[loc].into(),
+                        sku: SKUS[sku].into(),
+                        change: Change::Snapshot(on_hand),
+                        seq: Some(seq),
+                    };
+                    let r =
+                        rt.block_on(store.write(move |tx, _| {
+                            stock::update(tx, "erp", std::slice::from_ref(&item), "erp_sync", now)
+                        }))
+                        .unwrap();
+                    let fresh = seqs.get(&(loc, sku)).is_none_or(|last| seq > *last);
+                    prop_assert_eq!(r[0].status, if fresh { "applied" } else { "stale" });
+                    if fresh {
+                        seqs.insert((loc, sku), seq);
+                        level.entry((loc, sku)).or_default().0 = on_hand;
+                    }
+                }
+                StockOp::Pickup { order, loc, sku, qty } => {
+                    if open_orders.contains_key(&order) {
+                        continue;
+                    }
+                    round += 1;
+                    let id = format!("o{order}-{round}");
+                    let (h, r) = level.get(&(loc, sku)).copied().unwrap_or_default();
+                    let can = h - r - SAFETY[loc] >= qty;
+                    let wanted: BTreeMap<String, i64> = [(SKUS[sku].to_string(), qty)].into_iter().collect();
+                    let f = Fulfillment::Pickup { store_id: LOCS[loc].into() };
+                    let id2 = id.clone();
+                    let got =
+                        rt.block_on(store.write(move |tx, _| stock::route_and_reserve(tx, &id2, &f, &wanted, now)));
+                    prop_assert_eq!(
+                        got.is_ok(),
+                        can,
+                        "reserve {} of {} at {} with {:?}",
+                        qty,
+                        SKUS[sku],
+                        LOCS[loc],
+                        (h, r)
+                    );
+                    if can {
+                        level.entry((loc, sku)).or_default().1 += qty;
+                        open_orders.insert(order, (loc, sku, qty));
+                        ORDER_IDS.with(|m| m.borrow_mut().insert(order, id));
+                    }
+                }
+                StockOp::Cancel { order } | StockOp::HandOver { order } => {
+                    let Some((loc, sku, qty)) = open_orders.remove(&order) else { continue };
+                    let id = ORDER_IDS.with(|m| m.borrow().get(&order).cloned()).unwrap();
+                    let hand_over = matches!(op, StockOp::HandOver { .. });
+                    rt.block_on(store.write(move |tx, _| {
+                        if hand_over { stock::fulfil(tx, &id, now).map(|_| ()) } else { stock::release(tx, &id, now) }
+                    }))
+                    .unwrap();
+                    let e = level.entry((loc, sku)).or_default();
+                    e.1 -= qty;
+                    if hand_over {
+                        e.0 -= qty;
+                    }
+                }
+                StockOp::TillSale { loc, sku, qty } => {
+                    rt.block_on(
+                        store.write(move |tx, _| stock::sell_at_till(tx, LOCS[loc], SKUS[sku], qty, "till", now)),
+                    )
+                    .unwrap();
+                    level.entry((loc, sku)).or_default().0 -= qty;
+                }
+                StockOp::Return { loc, sku, qty, damaged } => {
+                    rt.block_on(
+                        store.write(move |tx, _| stock::restock(tx, LOCS[loc], SKUS[sku], qty, damaged, "ret", now)),
+                    )
+                    .unwrap();
+                    if !damaged {
+                        level.entry((loc, sku)).or_default().0 += qty;
+                    }
+                }
+                StockOp::Transfer { from, to, sku, qty } => {
+                    round += 1;
+                    let id = format!("t{round}");
+                    let lines = vec![(SKUS[sku].to_string(), qty)];
+                    let shipped = rt.block_on(store.write(move |tx, kr| {
+                        stock::request_transfer(tx, &id, LOCS[from], LOCS[to], &lines, now)?;
+                        stock::ship_transfer(tx, &id, now)?;
+                        stock::receive_transfer(tx, kr, &id, now)
+                    }));
+                    let (h, r) = level.get(&(from, sku)).copied().unwrap_or_default();
+                    prop_assert_eq!(shipped.is_ok(), from != to && h - r >= qty, "transfer {} {}→{}", qty, from, to);
+                    if shipped.is_ok() {
+                        level.entry((from, sku)).or_default().0 -= qty;
+                        level.entry((to, sku)).or_default().0 += qty;
+                    }
+                }
+            }
+            let mismatches = rt.block_on(store.read(|tx, _| stock::reservation_mismatches(tx))).unwrap();
+            prop_assert!(mismatches.is_empty(), "reserved differs from open reservations: {:?}", mismatches);
+            let expected: Vec<((usize, usize), (i64, i64))> = level.iter().map(|(k, v)| (*k, *v)).collect();
+            for ((loc, sku), want) in expected {
+                let sku_name = SKUS[sku];
+                let levels = rt.block_on(store.read(move |tx, _| stock::levels(tx, sku_name))).unwrap();
+                let got = levels
+                    .iter()
+                    .find(|(l, _)| l.id == LOCS[loc])
+                    .map(|(_, l)| (l.on_hand, l.reserved))
+                    .unwrap_or((0, 0));
+                prop_assert_eq!(got, want, "{} {}", LOCS[loc], sku_name);
+            }
+        }
+    }
+    Ok(())
+}
+
+thread_local! {
+    static ORDER_IDS: std::cell::RefCell<BTreeMap<usize, String>> = std::cell::RefCell::new(BTreeMap::new());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #[test]
+    fn stock_never_oversells_leaks_reservations_or_applies_stale_updates(ops in proptest::collection::vec(stock_op(), 1..30)) {
+        run_stock(&ops)?;
+    }
+}
