@@ -3,7 +3,9 @@
 //! with a mini-program price, a loyalty programme with a Double 11 promotion, and twelve months
 //! of orders across channels and stores, some paying with points; three weeks of behaviour
 //! events (product views, carts, store visits, zone dwell), a manual and a rule tag and two
-//! saved segments. The same seed gives the same data. Later features add their part here.
+//! saved segments; one pool of stock — a central and a regional warehouse and ten stores with
+//! coordinates, their stock, pick-up and delivery orders, a transfer and back-in-stock
+//! subscriptions. The same seed gives the same data. Later features add their part here.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -305,6 +307,7 @@ pub async fn load(store: &Store, n: usize, seed: u64, now: Millis) -> Result<(us
             .await?;
     }
     events_tags_and_segments(store, &member_ids, seed, now).await?;
+    stock(store, &member_ids, seed, now).await?;
     Ok((count, orders.len()))
 }
 
@@ -375,6 +378,112 @@ async fn events_tags_and_segments(
             let browsers = serde_json::json!({"all": [{"event": {"name": "product_viewed", "within_days": 7, "min_count": 2}},
                 {"not": {"dim": "shopper_type", "in": ["online", "omnichannel"]}}]});
             ronghe_store::segments::create(tx, "seg_demo_browsers", "近7天浏览未线上购买", &browsers, now)?;
+            Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
+/// The stores of the demo (S001–S010 match the tills of the orders) and two warehouses.
+const LOCATIONS: &[(&str, &str, &str, f64, f64)] = &[
+    ("C001", "上海总仓", "central_warehouse", 31.2304, 121.4737),
+    ("R001", "杭州区域仓", "regional_warehouse", 30.3960, 120.2990),
+    ("S001", "杭州西湖店", "store", 30.2590, 120.1388),
+    ("S002", "杭州滨江店", "store", 30.2084, 120.2126),
+    ("S003", "杭州城北店", "store", 30.3101, 120.1551),
+    ("S004", "上海静安店", "store", 31.2286, 121.4479),
+    ("S005", "上海浦东店", "store", 31.2213, 121.5447),
+    ("S006", "北京朝阳店", "store", 39.9219, 116.4431),
+    ("S007", "广州天河店", "store", 23.1357, 113.3289),
+    ("S008", "深圳南山店", "store", 22.5333, 113.9304),
+    ("S009", "成都锦江店", "store", 30.6570, 104.0810),
+    ("S010", "南京新街口店", "store", 32.0415, 118.7781),
+];
+
+/// Locations with stock, a pick-up and a delivery order, a transfer on its way and members
+/// waiting for a sold-out SKU.
+async fn stock(store: &Store, members: &[(String, String, Option<String>)], seed: u64, now: Millis) -> Result<()> {
+    use ronghe_domain::stock::{Change, Fulfillment, Location, LocationKind};
+    use ronghe_store::stock as st;
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x7374_6f63);
+    let mut items = Vec::new();
+    for (id, _, kind, _, _) in LOCATIONS {
+        for (sku, ..) in PRODUCTS {
+            // The formula is sold out everywhere but the central warehouse: members wait for it.
+            let on_hand = match (*kind, *sku) {
+                (_, "FORMULA-3") if *kind != "central_warehouse" => 0,
+                ("store", _) => rng.gen_range(0..30),
+                _ => rng.gen_range(200..1000),
+            };
+            items.push(st::Item {
+                location_id: id.to_string(),
+                sku: sku.to_string(),
+                change: Change::Snapshot(on_hand),
+                seq: Some(1),
+            });
+        }
+    }
+    let buyers: Vec<String> = members.iter().take(4).map(|(m, ..)| m.clone()).collect();
+    store
+        .write(move |tx, kr| {
+            for (id, name, kind, lat, lng) in LOCATIONS {
+                let is_store = *kind == "store";
+                let l = Location {
+                    id: id.to_string(),
+                    name: name.to_string(),
+                    kind: LocationKind::parse(kind).unwrap_or(LocationKind::Store),
+                    lat: *lat,
+                    lng: *lng,
+                    pickup: is_store,
+                    ship_from_store: is_store,
+                    delivery_radius_km: if is_store { 3.0 } else { 0.0 },
+                    safety_stock: if is_store { 2 } else { 0 },
+                    opening_hours: is_store.then(|| "09:00-22:00".to_string()),
+                };
+                st::put_location(tx, &l, now)?;
+            }
+            st::update(tx, "demo-erp", &items, "erp_sync", now)?;
+            let line = |sku: &str, qty| ronghe_store::orders::LineIn {
+                sku: sku.into(),
+                qty,
+                unit_price_fen: None,
+                override_reason: None,
+            };
+            let online = |r: &str, m: &str, lines, f| ronghe_store::orders::NewOrder {
+                order_ref: r.into(),
+                channel: "mini_program".into(),
+                store_id: None,
+                member_id: Some(m.to_string()),
+                associate_id: None,
+                lines,
+                points_to_redeem: 0,
+                coupon_codes: Vec::new(),
+                placed_at: now,
+                awaiting_payment: false,
+                fulfillment: Some(f),
+            };
+            if let [a, b, c, d] = buyers.as_slice() {
+                // An order the demo's random stock cannot fill is skipped, leaving no trace.
+                let try_place = |tx: &mut dyn ronghe_store::db::Tx, o: ronghe_store::orders::NewOrder| -> Result<()> {
+                    tx.exec("SAVEPOINT demo_order", &[])?;
+                    match ronghe_store::orders::place(tx, &o, now) {
+                        Ok(_) => tx.exec("RELEASE SAVEPOINT demo_order", &[])?,
+                        Err(_) => tx
+                            .exec("ROLLBACK TO SAVEPOINT demo_order", &[])
+                            .and_then(|_| tx.exec("RELEASE SAVEPOINT demo_order", &[]))?,
+                    };
+                    Ok(())
+                };
+                let pickup = Fulfillment::Pickup { store_id: "S001".into() };
+                try_place(tx, online("DEMO-PICKUP-1", a, vec![line("WATER-24", 1)], pickup))?;
+                let home = Fulfillment::Delivery { lat: 30.2741, lng: 120.1551, allow_split: true };
+                try_place(tx, online("DEMO-DELIVERY-1", b, vec![line("RICE-5KG", 1), line("OIL-5L", 1)], home))?;
+                st::subscribe(tx, kr, c, "FORMULA-3", Some("S001"), now)?;
+                st::subscribe(tx, kr, d, "FORMULA-3", None, now)?;
+            }
+            let lines = vec![("FORMULA-3".to_string(), 12)];
+            st::request_transfer(tx, "tr_demo_formula", "C001", "S001", &lines, now)?;
+            st::ship_transfer(tx, "tr_demo_formula", now)?;
             Ok(())
         })
         .await?;
