@@ -235,13 +235,25 @@ pub fn route_and_reserve(
     lines: &BTreeMap<String, i64>,
     now: Millis,
 ) -> Result<Route> {
-    let all = locations(tx)?;
+    // Only the locations that hold one of the SKUs can take part (and a pick-up store that
+    // holds none is refused either way): a chain of thousands of stores is not read per order.
+    let mut all: Vec<Location> = Vec::new();
     let mut atp: HashMap<String, BTreeMap<String, i64>> = HashMap::new();
     for sku in lines.keys() {
         for (l, level) in levels(tx, sku)? {
-            let _ = l;
-            atp.entry(level.location_id.clone()).or_default().insert(sku.clone(), level.available);
+            let e = atp.entry(level.location_id.clone()).or_default();
+            if e.is_empty() {
+                all.push(l);
+            }
+            e.insert(sku.clone(), level.available);
         }
+    }
+    // A pick-up store without any of it still anchors "the nearest stores that have it".
+    if let Fulfillment::Pickup { store_id } = f
+        && !all.iter().any(|l| &l.id == store_id)
+        && let Some(l) = location(tx, store_id)?
+    {
+        all.push(l);
     }
     let candidates: Vec<Candidate> =
         all.iter().map(|l| Candidate { location: l, atp: atp.remove(&l.id).unwrap_or_default() }).collect();
