@@ -6,6 +6,7 @@
 //! `target/bench-data/`, so a second run starts at once.
 
 pub mod cdp;
+pub mod stock;
 
 use rand::{Rng, SeedableRng};
 use ronghe_domain::identity::{Identity, IdentityKind};

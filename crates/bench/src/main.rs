@@ -1,5 +1,5 @@
 //! `cargo run --release -p ronghe-bench`: the benchmarks with their baselines, printed side by
-//! side with the ratio. `--only` picks one: lookup, register, orders, ingest, segments, rfm.
+//! side with the ratio. `--only` picks one: lookup, register, orders, ingest, segments, rfm, stock.
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -26,6 +26,9 @@ struct Opt {
     /// Times the segment count is measured, for Ronghe and DuckDB alike (the median is reported).
     #[arg(long, default_value_t = 1000)]
     segment_runs: usize,
+    /// Stores carrying 2,000 of 50,000 SKUs each for the stock benchmark.
+    #[arg(long, default_value_t = 5_000)]
+    stock_stores: u64,
     /// Members and orders for the RFM-from-scratch benchmark.
     #[arg(long, default_value_t = 1_000_000)]
     rfm_members: u64,
@@ -44,8 +47,10 @@ fn main() -> anyhow::Result<()> {
         Some("lookup") => Some(ronghe_bench::Parts::Lookup),
         Some("register") => Some(ronghe_bench::Parts::Register),
         Some("orders") => Some(ronghe_bench::Parts::Orders),
-        Some("ingest" | "segments" | "rfm") => None,
-        Some(other) => anyhow::bail!("--only takes lookup, register, orders, ingest, segments or rfm, not {other}"),
+        Some("ingest" | "segments" | "rfm" | "stock") => None,
+        Some(other) => {
+            anyhow::bail!("--only takes lookup, register, orders, ingest, segments, rfm or stock, not {other}")
+        }
     };
     std::fs::create_dir_all(&o.data)?;
     let cdp = |part: &str| o.only.is_none() || o.only.as_deref() == Some(part);
@@ -97,6 +102,31 @@ fn main() -> anyhow::Result<()> {
             ),
             _ => println!("  (no Python with duckdb: set RONGHE_BENCH_PYTHON for the baseline)"),
         }
+    }
+    if cdp("stock") {
+        let f = rt.block_on(ronghe_bench::stock::run(
+            &o.data,
+            o.stock_stores,
+            50_000,
+            2_000,
+            Duration::from_secs_f64(o.seconds),
+            o.concurrency,
+        ))?;
+        println!("stock rows: {}", f.rows);
+        println!("{}", f.availability);
+        println!("{}", f.availability_sql);
+        println!(
+            "  → availability: median {:.3} ms over HTTP (target < 1 ms); the SQL alone {:.3} ms",
+            f.availability.p50_us as f64 / 1000.0,
+            f.availability_sql.p50_us as f64 / 1000.0
+        );
+        println!("{}", f.orders);
+        println!("{}", f.orders_baseline);
+        println!(
+            "  → routed orders with reservation: {:.0}/s (target ≥ 3,000/s); {:.2}× raw durable SQLite inserts",
+            f.orders.per_second(),
+            f.orders.per_second() / f.orders_baseline.per_second()
+        );
     }
     let Some(parts) = parts else { return Ok(()) };
     let r = rt.block_on(ronghe_bench::run(&o.data, o.members, o.seconds, o.concurrency, parts))?;

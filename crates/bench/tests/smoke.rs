@@ -40,3 +40,15 @@ async fn cdp_benchmarks_run_at_a_tiny_size() {
         assert_eq!(diff, 0, "DuckDB and Ronghe score every member alike");
     }
 }
+
+/// The stock benchmark once at a tiny size: availability and routed orders answer without errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_benchmark_runs_at_a_tiny_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = ronghe_bench::stock::run(dir.path(), 50, 50_000, 2_000, std::time::Duration::from_millis(300), 4)
+        .await
+        .unwrap();
+    assert_eq!(f.rows, 100_100);
+    assert!(f.availability.ops > 0 && f.availability_sql.ops > 0);
+    assert!(f.orders.ops > 0 && f.orders.errors == 0, "{}", f.orders);
+}

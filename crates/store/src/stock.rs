@@ -208,6 +208,19 @@ pub fn levels(tx: &mut dyn Tx, sku: &str) -> Result<Vec<(Location, Level)>> {
         .collect()
 }
 
+/// The bulk path for large synthetic stock (benchmarks, first loads from an ERP export): rows
+/// of (location, SKU, on hand) inserted as they are, no journal, no sequence numbers.
+pub fn bulk_levels(tx: &mut dyn Tx, rows: &[(String, String, i64)], now: Millis) -> Result<()> {
+    for (location_id, sku, on_hand) in rows {
+        tx.exec(
+            "INSERT INTO stock (sku, location_id, on_hand, reserved, updated_at) VALUES ($1, $2, $3, 0, $4)
+             ON CONFLICT (sku, location_id) DO UPDATE SET on_hand = excluded.on_hand, updated_at = excluded.updated_at",
+            vals![sku.as_str(), location_id.as_str(), *on_hand, now],
+        )?;
+    }
+    Ok(())
+}
+
 /// Sell at a till: on hand goes down at once and is never refused; a negative result is left
 /// for the next stock-take (and listed by the `stock_negative` index).
 pub fn sell_at_till(
