@@ -59,6 +59,7 @@ impl Role {
             ReadStock => self != Tracker,
             MoveStock => matches!(self, Admin | Store),
             SubscribeStock => matches!(self, Admin | Store | Channel),
+            ManageWebhooks => self == Admin,
         }
     }
 
@@ -112,6 +113,8 @@ pub enum Action {
     MoveStock,
     /// Put a member on a back-in-stock list.
     SubscribeStock,
+    /// Subscribe URLs to events, read and replay deliveries.
+    ManageWebhooks,
 }
 
 /// Who is calling: an API key's id, role and scope.

@@ -25,6 +25,7 @@ pub mod returns;
 pub mod rfm;
 pub mod segment;
 pub mod stock;
+pub mod webhook;
 
 pub use error::{Code, DomainError, FieldError};
 

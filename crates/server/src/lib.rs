@@ -12,6 +12,7 @@ pub mod problem;
 pub mod ratelimit;
 pub mod routes;
 pub mod view;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -47,6 +48,9 @@ pub struct Config {
     pub tracking_origins: Vec<String>,
     /// How long a pick-up waits for its shopper before it is cancelled.
     pub pickup_expiry_ms: i64,
+    /// How often the webhook dispatcher runs a round (0: never by itself; tests run rounds
+    /// with `POST /v1/webhooks/dispatch`).
+    pub webhook_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -62,6 +66,7 @@ impl Default for Config {
             payment_timeout_ms: 30 * 60_000,
             tracking_origins: Vec::new(),
             pickup_expiry_ms: 72 * 3_600_000,
+            webhook_interval_ms: 1000,
         }
     }
 }
@@ -73,6 +78,7 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     pub limiter: RateLimiter,
     pub audience: Arc<audience::Audience>,
+    pub webhook_client: reqwest::Client,
     key_cache: Mutex<HashMap<String, (Option<Principal>, Instant)>>,
 }
 
@@ -100,6 +106,7 @@ impl AppState {
             metrics: metrics::Metrics::default(),
             limiter,
             audience: Arc::new(audience::Audience::default()),
+            webhook_client: webhooks::client(),
             key_cache: Mutex::new(HashMap::new()),
         }))
     }
@@ -181,6 +188,7 @@ pub fn audit_admin(
 }
 
 pub fn router(state: AppState) -> Router {
+    use routes::webhooks as webhooks_routes;
     use routes::{admin, audience, commerce, coupons, members, stock, system, tracking};
     let v1 = Router::new()
         .route("/v1/members", post(members::register))
@@ -244,6 +252,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/transfers/{id}/ship", post(stock::ship_transfer))
         .route("/v1/transfers/{id}/receive", post(stock::receive_transfer))
         .route("/v1/back-in-stock", post(stock::subscribe))
+        .route("/v1/webhooks", post(webhooks_routes::subscribe).get(webhooks_routes::list))
+        .route("/v1/webhooks/dispatch", post(webhooks_routes::dispatch))
+        .route("/v1/webhooks/{id}", axum::routing::delete(webhooks_routes::unsubscribe))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks_routes::deliveries))
+        .route("/v1/webhooks/deliveries/{id}/replay", post(webhooks_routes::replay))
         .route("/v1/keys", post(admin::create_key))
         .route("/v1/audit", get(admin::list_audit))
         // Layers run bottom-up: authenticate first, then idempotency.
@@ -292,6 +305,7 @@ pub async fn serve(
 
 /// Hourly: forget idempotency keys past their retention; expire points whose time has come.
 fn spawn_housekeeping(state: AppState) {
+    webhooks::spawn(state.clone());
     // Build the audience index now rather than at the first question.
     let first = state.clone();
     tokio::spawn(async move {

@@ -41,6 +41,16 @@ pub fn upsert(tx: &mut dyn Tx, items: &[Item], now: Millis) -> Result<usize> {
              ON CONFLICT (sku, effective_from) DO UPDATE SET price_fen = excluded.price_fen, channel_prices = excluded.channel_prices",
             vals![it.sku.as_str(), it.effective_from, it.price_fen, cp],
         )?;
+        // For shelf labels and ERP (webhooks): the same price in every channel unless a
+        // channel price says otherwise.
+        crate::outbox::append(
+            tx,
+            "price.changed",
+            None,
+            &serde_json::json!({"sku": it.sku, "price_fen": it.price_fen, "channel_prices_fen": it.channel_prices_fen,
+                "effective_from": it.effective_from}),
+            now,
+        )?;
     }
     Ok(items.len())
 }

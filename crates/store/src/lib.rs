@@ -29,6 +29,7 @@ pub mod segments;
 pub mod stock;
 pub mod tags;
 pub mod tiers;
+pub mod webhooks;
 
 use db::{DbError, Dialect, Pool, Tx};
 pub use keyring::Keyring;

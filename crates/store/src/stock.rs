@@ -121,6 +121,13 @@ fn move_stock(
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
             vals![location_id, sku, delta, after, reason, ref_id, now],
         )?;
+        crate::outbox::append(
+            tx,
+            "stock.changed",
+            None,
+            &serde_json::json!({"location_id": location_id, "sku": sku, "on_hand": after, "delta": delta, "reason": reason}),
+            now,
+        )?;
     }
     Ok(after)
 }

@@ -8,3 +8,4 @@ pub mod members;
 pub mod stock;
 pub mod system;
 pub mod tracking;
+pub mod webhooks;

@@ -44,6 +44,7 @@ pub fn test_config() -> Config {
     c.rate_limit.per_second = 0.0;
     c.lookup_rate_limit.per_second = 0.0;
     c.offline_points_limits_by_store.insert("S002".into(), 100);
+    c.webhook_interval_ms = 0;
     c
 }
 

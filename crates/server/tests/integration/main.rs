@@ -11,3 +11,4 @@ mod members;
 mod privacy;
 mod stock;
 mod system;
+mod webhooks;

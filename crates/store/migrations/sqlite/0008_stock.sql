@@ -90,3 +90,31 @@ CREATE TABLE stock_subscriptions (
 );
 CREATE INDEX stock_subscriptions_waiting ON stock_subscriptions(sku) WHERE notified_at IS NULL;
 CREATE INDEX stock_subscriptions_member ON stock_subscriptions(member_id);
+
+-- Webhooks: subscriptions per event type, and one delivery per (subscription, outbox row),
+-- created from the outbox in the same transaction that moves the cursor, so that a restart
+-- never loses or repeats one.
+CREATE TABLE webhook_subscriptions (
+    id TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    event_types TEXT NOT NULL,          -- JSON list; ["*"] for every type
+    secret TEXT NOT NULL,               -- whsec_…, the Standard Webhooks signing secret
+    created_at INTEGER NOT NULL,
+    active INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE webhook_deliveries (
+    id INTEGER PRIMARY KEY,
+    subscription_id TEXT NOT NULL,
+    outbox_id INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,               -- pending | delivered | dead
+    attempts INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    delivered_at INTEGER
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_subscription ON webhook_deliveries(subscription_id, id);
