@@ -52,6 +52,20 @@ pub fn put_location(tx: &mut dyn Tx, l: &Location, now: Millis) -> Result<bool> 
             now
         ],
     )?;
+    // The widest delivery radius bounds which stores a delivery can come from (never shrinks,
+    // which only makes the bound looser).
+    let widest = tx
+        .query_one("SELECT value FROM meta WHERE key = 'stock.max_radius_km'", &[])?
+        .map(|r| r.string(0))
+        .transpose()?
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    if l.delivery_radius_km > widest {
+        tx.exec(
+            "INSERT INTO meta (key, value) VALUES ('stock.max_radius_km', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            vals![l.delivery_radius_km.to_string()],
+        )?;
+    }
     Ok(!existed)
 }
 
@@ -199,20 +213,46 @@ pub struct Level {
 pub fn levels(tx: &mut dyn Tx, sku: &str) -> Result<Vec<(Location, Level)>> {
     let rows = tx.query(
         &format!(
-            "SELECT s.on_hand, s.reserved, {} FROM stock s JOIN locations l ON l.id = s.location_id
+            "SELECT {}, s.on_hand, s.reserved FROM stock s JOIN locations l ON l.id = s.location_id
              WHERE s.sku = $1 ORDER BY l.id",
             LOCATION_COLUMNS.split(", ").map(|c| format!("l.{c}")).collect::<Vec<_>>().join(", ")
         ),
         vals![sku],
     )?;
-    rows.iter()
-        .map(|r| {
-            let (on_hand, reserved) = (r.i64(0)?, r.i64(1)?);
-            let l = location_row(&Row(r.0[2..].to_vec()))?;
-            let available = stock::available_to_promise(on_hand, reserved, l.safety_stock);
-            Ok((l.clone(), Level { location_id: l.id, on_hand, reserved, available }))
-        })
-        .collect()
+    rows.iter().map(level_row).collect()
+}
+
+fn level_row(r: &Row) -> Result<(Location, Level)> {
+    let l = location_row(r)?;
+    let (on_hand, reserved) = (r.i64(10)?, r.i64(11)?);
+    let available = stock::available_to_promise(on_hand, reserved, l.safety_stock);
+    let level = Level { location_id: l.id.clone(), on_hand, reserved, available };
+    Ok((l, level))
+}
+
+/// [`levels`] for a delivery to a point: warehouses, and only the stores close enough that
+/// their delivery radius could reach it (a box of the widest radius around the point) — a
+/// SKU stocked by thousands of stores is not read whole for every order.
+pub fn levels_for_delivery(tx: &mut dyn Tx, sku: &str, lat: f64, lng: f64) -> Result<Vec<(Location, Level)>> {
+    let widest = tx
+        .query_one("SELECT value FROM meta WHERE key = 'stock.max_radius_km'", &[])?
+        .map(|r| r.string(0))
+        .transpose()?
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    // One degree of latitude is 111.2 km; a degree of longitude shrinks with the latitude.
+    let dlat = widest / 111.0 + 0.001;
+    let dlng = widest / (111.0 * lat.to_radians().cos().abs().max(0.01)) + 0.001;
+    let rows = tx.query(
+        &format!(
+            "SELECT {}, s.on_hand, s.reserved FROM stock s JOIN locations l ON l.id = s.location_id
+             WHERE s.sku = $1 AND (l.kind <> 'store' OR (l.lat BETWEEN $2 AND $3 AND l.lng BETWEEN $4 AND $5))
+             ORDER BY l.id",
+            LOCATION_COLUMNS.split(", ").map(|c| format!("l.{c}")).collect::<Vec<_>>().join(", ")
+        ),
+        vals![sku, lat - dlat, lat + dlat, lng - dlng, lng + dlng],
+    )?;
+    rows.iter().map(level_row).collect()
 }
 
 /// The bulk path for large synthetic stock (benchmarks, first loads from an ERP export): rows
@@ -260,7 +300,11 @@ pub fn route_and_reserve(
     let mut all: Vec<Location> = Vec::new();
     let mut atp: HashMap<String, BTreeMap<String, i64>> = HashMap::new();
     for sku in lines.keys() {
-        for (l, level) in levels(tx, sku)? {
+        let found = match f {
+            Fulfillment::Delivery { lat, lng, .. } => levels_for_delivery(tx, sku, *lat, *lng)?,
+            Fulfillment::Pickup { .. } => levels(tx, sku)?,
+        };
+        for (l, level) in found {
             let e = atp.entry(level.location_id.clone()).or_default();
             if e.is_empty() {
                 all.push(l);
