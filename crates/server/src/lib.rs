@@ -246,6 +246,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/locations", post(stock::put_location).get(stock::list_locations))
         .route("/v1/inventory", put(stock::put_inventory))
         .route("/v1/inventory/{sku}", get(stock::get_inventory))
+        .route("/v1/inventory/{sku}/movements", get(stock::movements))
         .route("/v1/availability", get(stock::availability))
         .route("/v1/transfers", post(stock::request_transfer))
         .route("/v1/transfers/{id}", get(stock::get_transfer))

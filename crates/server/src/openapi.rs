@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
         commerce::put_products, commerce::get_product, commerce::put_program, commerce::get_program,
         commerce::place, commerce::quote, commerce::get_order, commerce::cancel, commerce::get_points, commerce::adjust_points, commerce::create_return, commerce::batch, commerce::expiry_run, commerce::tier_review, commerce::pay, commerce::payment_timeouts, commerce::picked, commerce::handover, commerce::ship, commerce::pickup_expiry,
         coupons::create_template, coupons::get_template, coupons::issue, coupons::scan,
-        stock::put_location, stock::list_locations, stock::put_inventory, stock::get_inventory, stock::availability, stock::request_transfer, stock::get_transfer, stock::ship_transfer, stock::receive_transfer, stock::subscribe,
+        stock::put_location, stock::list_locations, stock::put_inventory, stock::get_inventory, stock::movements, stock::availability, stock::request_transfer, stock::get_transfer, stock::ship_transfer, stock::receive_transfer, stock::subscribe,
         crate::routes::webhooks::subscribe, crate::routes::webhooks::list, crate::routes::webhooks::unsubscribe,
         crate::routes::webhooks::deliveries, crate::routes::webhooks::replay, crate::routes::webhooks::dispatch,
         tracking::batch, tracking::track, tracking::identify, tracking::page, tracking::screen, tracking::alias, tracking::group,

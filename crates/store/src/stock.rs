@@ -268,6 +268,40 @@ pub fn bulk_levels(tx: &mut dyn Tx, rows: &[(String, String, i64)], now: Millis)
     Ok(())
 }
 
+/// One entry of the stock journal.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Movement {
+    pub id: i64,
+    pub location_id: String,
+    pub delta: i64,
+    pub on_hand_after: i64,
+    pub reason: String,
+    pub ref_id: Option<String>,
+    pub at: Millis,
+}
+
+/// The journal of a SKU (at one location or all), newest first.
+pub fn movements(tx: &mut dyn Tx, sku: &str, location_id: Option<&str>, limit: i64) -> Result<Vec<Movement>> {
+    tx.query(
+        "SELECT id, location_id, delta, on_hand_after, reason, ref_id, at FROM stock_movements
+         WHERE sku = $1 AND ($2 = '' OR location_id = $2) ORDER BY id DESC LIMIT $3",
+        vals![sku, location_id.unwrap_or(""), limit],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(Movement {
+            id: r.i64(0)?,
+            location_id: r.string(1)?,
+            delta: r.i64(2)?,
+            on_hand_after: r.i64(3)?,
+            reason: r.string(4)?,
+            ref_id: r.opt_string(5)?,
+            at: r.i64(6)?,
+        })
+    })
+    .collect()
+}
+
 /// Sell at a till: on hand goes down at once and is never refused; a negative result is left
 /// for the next stock-take (and listed by the `stock_negative` index).
 pub fn sell_at_till(

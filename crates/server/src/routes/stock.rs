@@ -229,6 +229,8 @@ pub struct LevelView {
     pub reserved: i64,
     /// Available to promise online: on hand − reserved − safety stock.
     pub available: i64,
+    /// On hand went below zero (till sales of goods the count missed): count it again.
+    pub needs_count: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -259,6 +261,7 @@ pub async fn get_inventory(
             on_hand: l.on_hand,
             reserved: l.reserved,
             available: l.available,
+            needs_count: l.on_hand < 0,
         })
         .collect();
     Ok(axum::Json(SkuStockView {
@@ -529,4 +532,40 @@ pub async fn subscribe(
     let (member, sku, at) = (body.member_id, body.sku, body.location_id);
     let id = state.store.write(move |tx, kr| store_stock::subscribe(tx, kr, &member, &sku, at.as_deref(), now)).await?;
     Ok((StatusCode::CREATED, axum::Json(SubscriptionView { id })))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct MovementsQuery {
+    pub location_id: Option<String>,
+    /// At most this many (default 100, at most 1,000).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MovementsView {
+    pub sku: String,
+    /// Newest first: every change of on hand with its reason (sale, return, damage, transfer,
+    /// count, erp_sync), the difference and what was on hand after it.
+    #[schema(value_type = Vec<Object>)]
+    pub movements: Vec<store_stock::Movement>,
+}
+
+/// The stock journal of a SKU
+#[utoipa::path(get, path = "/v1/inventory/{sku}/movements", tag = "stock", params(("sku" = String, Path), MovementsQuery),
+    responses((status = 200, body = MovementsView), (status = 403, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn movements(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(sku): Path<String>,
+    Query(q): Query<MovementsQuery>,
+) -> ApiResult<axum::Json<MovementsView>> {
+    caller.require(Action::ReadStock)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(DomainError::field("limit", "1 to 1000").into());
+    }
+    let s = sku.clone();
+    let list = state.store.read(move |tx, _| store_stock::movements(tx, &s, q.location_id.as_deref(), limit)).await?;
+    Ok(axum::Json(MovementsView { sku, movements: list }))
 }

@@ -155,7 +155,22 @@ async fn online_orders_are_routed_reserved_and_released(app: TestApp) {
     assert_eq!(s, StatusCode::CREATED);
     let (_, inv) = app.get("/v1/inventory/SHOE", &app.admin).await;
     let near = inv["locations"].as_array().unwrap().iter().find(|l| l["location_id"] == "S-NEAR").unwrap().clone();
-    assert_eq!((near["on_hand"].as_i64(), near["available"].as_i64()), (Some(-1), Some(0)), "{inv}");
+    assert_eq!(
+        (near["on_hand"].as_i64(), near["available"].as_i64(), near["needs_count"].as_bool()),
+        (Some(-1), Some(0), Some(true)),
+        "{inv}"
+    );
+    // A stock-take: the counted quantity and the difference are in the journal.
+    push(&app, json!({"mode":"snapshot","reason":"count","items":[{"location_id":"S-NEAR","sku":"SHOE","on_hand":4}]}))
+        .await;
+    let (_, j) = app.get("/v1/inventory/SHOE/movements?location_id=S-NEAR", &app.admin).await;
+    let first = &j["movements"][0];
+    assert_eq!(
+        (first["reason"].as_str(), first["delta"].as_i64(), first["on_hand_after"].as_i64()),
+        (Some("count"), Some(5), Some(4)),
+        "{j}"
+    );
+    assert_eq!(j["movements"][1]["reason"], "sale");
     let (s, e) = app
         .post(
             "/v1/orders",
