@@ -33,9 +33,17 @@ pub struct Built {
     pub retention_days: i64,
 }
 
+/// Members refreshed per store read when the queue is flushed.
+const FLUSH_BATCH: usize = 500;
+
 #[derive(Default)]
 pub struct Audience {
     built: RwLock<Option<Built>>,
+    /// Members written since the last flush. Writes only queue their members (a write must
+    /// not pay for re-reading its member); every answer that reads the index flushes first,
+    /// so it still sees each acknowledged write; a background task flushes every 100 ms.
+    pending: Mutex<BTreeSet<String>>,
+    flushing: tokio::sync::Mutex<()>,
     /// Held while a rebuild runs; members written meanwhile are refreshed after it.
     building: tokio::sync::Mutex<()>,
     touched_while_building: Mutex<Option<BTreeSet<String>>>,
@@ -85,6 +93,7 @@ impl Audience {
             }
             Some(_) => {}
         }
+        self.flush(store, now).await?;
         Ok(self.read())
     }
 
@@ -113,19 +122,43 @@ impl Audience {
         let touched = self.touched_while_building.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(ids) = touched.filter(|t| !t.is_empty()) {
             self.refresh(store, ids.into_iter().collect(), now).await?;
+            self.flush(store, now).await?;
         }
         tracing::info!(members = self.read().as_ref().map_or(0, |b| b.index.len()), "audience index built");
         Ok(())
     }
 
-    /// Reload members after a write, before it is answered. Does nothing until the index is
-    /// first built (the build reads the write).
-    pub async fn refresh(&self, store: &Store, ids: Vec<String>, now: Millis) -> Result<(), ApiError> {
+    /// Queue members a write changed; the next read of the index (or the background flush)
+    /// reloads them. Does nothing until the index is first built (the build reads the write).
+    pub async fn refresh(&self, _store: &Store, ids: Vec<String>, _now: Millis) -> Result<(), ApiError> {
         if ids.is_empty() {
             return Ok(());
         }
         if let Some(t) = self.touched_while_building.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             t.extend(ids.iter().cloned());
+        }
+        if self.read().is_none() {
+            return Ok(());
+        }
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).extend(ids);
+        Ok(())
+    }
+
+    /// Whether a member waits in the refresh queue.
+    pub fn is_pending(&self, member_id: &str) -> bool {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).contains(member_id)
+    }
+
+    /// Reload the queued members, a batch per store read.
+    pub async fn flush(&self, store: &Store, now: Millis) -> Result<(), ApiError> {
+        if self.pending.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            return Ok(());
+        }
+        let _one = self.flushing.lock().await;
+        let ids: Vec<String> =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner())).into_iter().collect();
+        if ids.is_empty() {
+            return Ok(());
         }
         let Some((boundaries, rfm, lc, retention)) =
             self.read().as_ref().map(|b| (b.boundaries.clone(), b.rfm.clone(), b.lifecycle.clone(), b.retention_days))
@@ -138,12 +171,20 @@ impl Audience {
         let loaded = store
             .read(move |tx, kr| {
                 let mut out = Vec::new();
-                for id in &wanted {
-                    out.extend(audience::load(tx, kr, Which::One(id), from)?);
+                for chunk in wanted.chunks(FLUSH_BATCH) {
+                    out.extend(audience::load(tx, kr, Which::Ids(chunk), from)?);
                 }
                 Ok(out)
             })
-            .await?;
+            .await;
+        let loaded = match loaded {
+            Ok(l) => l,
+            Err(e) => {
+                // Put them back: the next flush tries again.
+                self.pending.lock().unwrap_or_else(|e| e.into_inner()).extend(ids);
+                return Err(e.into());
+            }
+        };
         let mut changes = Vec::new();
         {
             let mut guard = self.built.write().unwrap_or_else(|e| e.into_inner());

@@ -314,6 +314,17 @@ fn spawn_housekeeping(state: AppState) {
             tracing::warn!(code = %e.error.code, "building the audience index failed");
         }
     });
+    // Reload members queued by writes, so that the index never lags far behind.
+    let flusher = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            if let Err(e) = flusher.audience.flush(&flusher.store, flusher.now()).await {
+                tracing::warn!(code = %e.error.code, "refreshing the audience index failed");
+            }
+        }
+    });
     let unpaid = state.clone();
     tokio::spawn(async move {
         // Every minute: cancel online orders left unpaid past the timeout.

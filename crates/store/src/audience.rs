@@ -32,15 +32,21 @@ pub struct MemberData {
 #[derive(Debug, Clone, Copy)]
 pub enum Which<'a> {
     One(&'a str),
+    /// These members (a batch of refreshes).
+    Ids(&'a [String]),
     /// Member numbers in `(after, upto]`.
     Seqs(i64, i64),
 }
 
 impl Which<'_> {
-    fn sql(&self) -> (&'static str, Vec<Value>) {
+    fn sql(&self) -> (std::borrow::Cow<'static, str>, Vec<Value>) {
         match self {
-            Which::One(id) => ("m.id = $1", vec![Value::from(*id)]),
-            Which::Seqs(a, b) => ("m.seq > $1 AND m.seq <= $2", vec![Value::Int(*a), Value::Int(*b)]),
+            Which::One(id) => ("m.id = $1".into(), vec![Value::from(*id)]),
+            Which::Ids(ids) => {
+                let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+                (format!("m.id IN ({})", marks.join(", ")).into(), ids.iter().map(Value::from).collect())
+            }
+            Which::Seqs(a, b) => ("m.seq > $1 AND m.seq <= $2".into(), vec![Value::Int(*a), Value::Int(*b)]),
         }
     }
 }

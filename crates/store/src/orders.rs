@@ -310,7 +310,10 @@ pub fn place(tx: &mut dyn Tx, o: &NewOrder, now: Millis) -> Result<(Order, bool)
 /// with `out_of_stock` (and then nothing of it is kept).
 fn fulfil(tx: &mut dyn Tx, o: &NewOrder, id: &str, lines: &[OrderLine], now: Millis) -> Result<()> {
     if TILL_CHANNELS.contains(&o.channel.as_str()) {
-        if let Some(store) = &o.store_id {
+        // A store not set up as a location counts no stock: one look, not one per line.
+        if let Some(store) = &o.store_id
+            && crate::stock::location(tx, store)?.is_some()
+        {
             for l in lines {
                 crate::stock::sell_at_till(tx, store, &l.sku, l.qty, id, now)?;
             }
@@ -493,7 +496,11 @@ pub fn get(tx: &mut dyn Tx, id: &str) -> Result<Option<Order>> {
         points_earned: r.i64(14)?,
         lines,
         coupons: coupons::of_order(tx, id)?,
-        allocations: crate::stock::allocations(tx, id)?,
+        // Only routed orders have allocations (a till sale never does): skip the query.
+        allocations: match r.opt_string(15)? {
+            Some(_) => crate::stock::allocations(tx, id)?,
+            None => Vec::new(),
+        },
         route_reason: r.opt_string(15)?,
         pickup_code: r.opt_string(16)?,
     }))

@@ -302,8 +302,8 @@ pub fn movements(tx: &mut dyn Tx, sku: &str, location_id: Option<&str>, limit: i
     .collect()
 }
 
-/// Sell at a till: on hand goes down at once and is never refused; a negative result is left
-/// for the next stock-take (and listed by the `stock_negative` index).
+/// Sell at a till of a known location (the caller checks): on hand goes down at once and is
+/// never refused; a negative result is left for the next stock-take (`stock_negative` index).
 pub fn sell_at_till(
     tx: &mut dyn Tx,
     location_id: &str,
@@ -312,9 +312,6 @@ pub fn sell_at_till(
     order_id: &str,
     now: Millis,
 ) -> Result<()> {
-    if location(tx, location_id)?.is_none() {
-        return Ok(()); // a till of a store not yet set up as a location: nothing to count
-    }
     move_stock(tx, location_id, sku, -qty, "sale", Some(order_id), now)?;
     Ok(())
 }

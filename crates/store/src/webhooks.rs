@@ -76,10 +76,24 @@ pub fn fan_out(tx: &mut dyn Tx, limit: i64, now: Millis) -> Result<(u64, u64)> {
         .transpose()?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let subs = subscriptions(tx)?;
+    if subs.is_empty() {
+        // Nobody listens: skip what happened so far rather than read it (a later subscriber
+        // hears of later changes, as from any webhook provider).
+        let last =
+            tx.query_one("SELECT COALESCE(MAX(id), 0) FROM outbox", &[])?.map(|r| r.i64(0)).transpose()?.unwrap_or(0);
+        if last > cursor {
+            tx.exec(
+                "INSERT INTO meta (key, value) VALUES ('webhooks.cursor', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                vals![last.to_string()],
+            )?;
+        }
+        return Ok((0, 0));
+    }
     let rows =
         tx.query("SELECT id, topic, payload, at FROM outbox WHERE id > $1 ORDER BY id LIMIT $2", vals![cursor, limit])?;
     let Some(last) = rows.last().map(|r| r.i64(0)).transpose()? else { return Ok((0, 0)) };
-    let subs = subscriptions(tx)?;
     let mut made = 0;
     for r in &rows {
         let (outbox_id, topic, payload, at) = (r.i64(0)?, r.string(1)?, r.string(2)?, r.i64(3)?);

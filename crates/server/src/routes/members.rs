@@ -83,8 +83,12 @@ async fn view(state: &AppState, caller: &Caller, id: String, action: &'static st
 async fn describe(state: &AppState, v: &mut MemberView, raw: bool) -> ApiResult<()> {
     let now = state.now();
     let today = ronghe_domain::calendar::day_of(now);
+    // A member written a moment ago is reloaded first; never wait for a build here: a till's
+    // lookup answers without the index if need be.
+    if state.audience.is_pending(&v.id) {
+        state.audience.flush(&state.store, now).await?;
+    }
     let window = {
-        // Never wait for a build here: a till's lookup answers without the index if need be.
         let guard = state.audience.current();
         let Some(b) = guard.as_ref() else { return Ok(()) };
         b.describe(v, today);
