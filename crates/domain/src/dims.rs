@@ -98,15 +98,21 @@ pub const STORE_VISIT_DAYS: i32 = 30;
 pub const CART_DAYS: i32 = 7;
 pub const BROWSE_DAYS: i32 = 14;
 
-/// One order as the dimensions see it (cancelled orders are left out by the caller).
+/// A member's orders of one day in one channel, summed, as the dimensions see them
+/// (cancelled orders are left out by the caller). Summing by day keeps a frequent shopper's
+/// history small: RFM, lifecycle and the dimensions count days, not instants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderFact {
     pub day: i32,
     pub channel: String,
+    /// How many orders.
+    pub orders: i64,
     pub subtotal_fen: i64,
     pub discount_fen: i64,
     pub points_value_fen: i64,
     pub paid_fen: i64,
+    /// Of which with a coupon discount.
+    pub coupon_orders: i64,
 }
 
 /// Channels whose orders count as offline (in a store).
@@ -138,7 +144,7 @@ impl Summary {
         let from = today - window_days as i32 + 1;
         let last = self.orders.iter().filter(|o| o.day <= today).map(|o| o.day).max();
         let in_window = self.orders.iter().filter(|o| o.day >= from && o.day <= today);
-        let (frequency, monetary_fen) = in_window.fold((0, 0), |(n, m), o| (n + 1, m + o.paid_fen));
+        let (frequency, monetary_fen) = in_window.fold((0, 0), |(n, m), o| (n + o.orders, m + o.paid_fen));
         Raw { recency_days: last.map(|d| (today - d) as u32), frequency, monetary_fen }
     }
 
@@ -166,7 +172,7 @@ pub fn compute(s: &Summary, today: i32, rfm: Scores, rfm_k: u8, stage: Stage) ->
     );
 
     let orders: Vec<&OrderFact> = s.orders.iter().filter(|o| o.day <= today).collect();
-    let n = orders.len() as i64;
+    let n: i64 = orders.iter().map(|o| o.orders).sum();
     let paid: i64 = orders.iter().map(|o| o.paid_fen).sum();
     put(
         Dim::AovBand,
@@ -182,7 +188,7 @@ pub fn compute(s: &Summary, today: i32, rfm: Scores, rfm_k: u8, stage: Stage) ->
     let by_category: BTreeMap<&str, i64> = s.category_spend.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     let mut by_channel: BTreeMap<&str, i64> = BTreeMap::new();
     for o in &orders {
-        *by_channel.entry(&o.channel).or_default() += 1;
+        *by_channel.entry(&o.channel).or_default() += o.orders;
     }
     // Ties go to the name first in order, so the answer does not depend on hash order.
     fn top(m: &BTreeMap<&str, i64>) -> Option<String> {
@@ -196,7 +202,7 @@ pub fn compute(s: &Summary, today: i32, rfm: Scores, rfm_k: u8, stage: Stage) ->
     }
     put(Dim::FavouriteCategory, top(&by_category).unwrap_or_else(|| "none".into()));
     put(Dim::FavouriteChannel, top(&by_channel).unwrap_or_else(|| "none".into()));
-    let offline = orders.iter().filter(|o| OFFLINE_CHANNELS.contains(&o.channel.as_str())).count() as i64;
+    let offline: i64 = orders.iter().filter(|o| OFFLINE_CHANNELS.contains(&o.channel.as_str())).map(|o| o.orders).sum();
     put(
         Dim::ShopperType,
         match (offline > 0, n - offline > 0) {
@@ -210,7 +216,7 @@ pub fn compute(s: &Summary, today: i32, rfm: Scores, rfm_k: u8, stage: Stage) ->
     let subtotal: i64 = orders.iter().map(|o| o.subtotal_fen).sum();
     let saved: i64 = orders.iter().map(|o| o.discount_fen + o.points_value_fen).sum();
     put(Dim::PriceSensitivity, share_band(saved, subtotal, 5, 20));
-    let with_coupon = orders.iter().filter(|o| o.discount_fen > 0).count() as i64;
+    let with_coupon: i64 = orders.iter().map(|o| o.coupon_orders).sum();
     put(Dim::CouponSensitivity, share_band(with_coupon, n, 20, 50));
     put(
         Dim::TenureBand,
@@ -288,10 +294,12 @@ mod tests {
         OrderFact {
             day,
             channel: channel.into(),
+            orders: 1,
             subtotal_fen: paid + discount,
             discount_fen: discount,
             points_value_fen: 0,
             paid_fen: paid,
+            coupon_orders: i64::from(discount > 0),
         }
     }
 

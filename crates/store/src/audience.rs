@@ -117,22 +117,31 @@ pub fn load(tx: &mut dyn Tx, kr: &Keyring, which: Which, events_from: Millis) ->
             Ok(())
         },
     )?;
+    // Days are counted in the tenant's zone: shift by its offset before dividing.
+    let today = calendar::day_of(events_from);
+    let offset = i64::from(today) * DAY_MS - calendar::start_of(today);
     each(
         tx,
         format!(
-            "SELECT o.member_id, o.placed_at, o.channel, o.subtotal_fen, o.discount_fen, o.points_value_fen, o.payable_fen
+            "SELECT o.member_id, (o.placed_at + ${a}) / {DAY_MS}, o.channel, COUNT(*), CAST(SUM(o.subtotal_fen) AS BIGINT),
+                    CAST(SUM(o.discount_fen) AS BIGINT), CAST(SUM(o.points_value_fen) AS BIGINT), CAST(SUM(o.payable_fen) AS BIGINT),
+                    CAST(SUM(CASE WHEN o.discount_fen > 0 THEN 1 ELSE 0 END) AS BIGINT)
              FROM orders o JOIN members m ON m.id = o.member_id
-             WHERE {filter} AND o.status NOT IN ('cancelled', 'awaiting_payment')"
+             WHERE {filter} AND o.status NOT IN ('cancelled', 'awaiting_payment')
+             GROUP BY o.member_id, (o.placed_at + ${a}) / {DAY_MS}, o.channel",
+            a = n + 1
         ),
-        &[],
+        &[Value::Int(offset)],
         &mut |d, r| {
             d.summary.orders.push(OrderFact {
-                day: calendar::day_of(r.i64(1)?),
+                day: r.i64(1)? as i32,
                 channel: r.string(2)?,
-                subtotal_fen: r.i64(3)?,
-                discount_fen: r.i64(4)?,
-                points_value_fen: r.i64(5)?,
-                paid_fen: r.i64(6)?,
+                orders: r.i64(3)?,
+                subtotal_fen: r.i64(4)?,
+                discount_fen: r.i64(5)?,
+                points_value_fen: r.i64(6)?,
+                paid_fen: r.i64(7)?,
+                coupon_orders: r.i64(8)?,
             });
             Ok(())
         },
@@ -182,9 +191,6 @@ pub fn load(tx: &mut dyn Tx, kr: &Keyring, which: Which, events_from: Millis) ->
             Ok(())
         },
     )?;
-    // Days are counted in the tenant's zone: shift by its offset before dividing.
-    let today = calendar::day_of(events_from);
-    let offset = i64::from(today) * DAY_MS - calendar::start_of(today);
     each(
         tx,
         format!(
