@@ -35,9 +35,8 @@ fn store_location(i: u64) -> Location {
 
 /// SKUs a store carries: 2,000 of `skus`, a deterministic spread.
 fn carries(store: u64, sku: u64, skus: u64, per_store: u64) -> bool {
-    // Each SKU is at `stores × per_store / skus` stores: a band of store numbers per SKU.
-    let _ = skus;
-    (store * 7919 + sku) % (skus / per_store) == 0
+    // Each SKU is at `stores × per_store / skus` stores, spread by a prime stride.
+    (store * 7919 + sku).is_multiple_of(skus / per_store)
 }
 
 pub async fn stock_store(root: &Path, stores: u64, skus: u64, per_store: u64) -> anyhow::Result<Store> {

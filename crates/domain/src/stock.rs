@@ -197,7 +197,8 @@ pub fn route(f: &Fulfillment, lines: &BTreeMap<String, i64>, candidates: &[Candi
             let mut by_distance: Vec<(&Candidate, f64)> =
                 candidates.iter().map(|c| (c, distance_km(*lat, *lng, c.location.lat, c.location.lng))).collect();
             by_distance.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.location.id.cmp(&b.0.location.id)));
-            let tiers: [(&str, Box<dyn Fn(&Candidate, f64) -> bool>); 3] = [
+            type Eligible = Box<dyn Fn(&Candidate, f64) -> bool>;
+            let tiers: [(&str, Eligible); 3] = [
                 (
                     "nearest store within its delivery radius",
                     Box::new(|c, d| c.location.kind == LocationKind::Store && c.location.delivers_to(d)),

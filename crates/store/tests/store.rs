@@ -710,7 +710,7 @@ fn run_stock(ops: &[StockOp]) -> Result<(), TestCaseError> {
 }
 
 thread_local! {
-    static ORDER_IDS: std::cell::RefCell<BTreeMap<usize, String>> = std::cell::RefCell::new(BTreeMap::new());
+    static ORDER_IDS: std::cell::RefCell<BTreeMap<usize, String>> = const { std::cell::RefCell::new(BTreeMap::new()) };
 }
 
 proptest! {
