@@ -425,7 +425,7 @@ async fn stock(store: &Store, members: &[(String, String, Option<String>)], seed
     }
     let buyers: Vec<String> = members.iter().take(4).map(|(m, ..)| m.clone()).collect();
     store
-        .write(move |tx, kr| {
+        .write(move |tx, _| {
             for (id, name, kind, lat, lng) in LOCATIONS {
                 let is_store = *kind == "store";
                 let l = Location {
@@ -478,8 +478,8 @@ async fn stock(store: &Store, members: &[(String, String, Option<String>)], seed
                 try_place(tx, online("DEMO-PICKUP-1", a, vec![line("WATER-24", 1)], pickup))?;
                 let home = Fulfillment::Delivery { lat: 30.2741, lng: 120.1551, allow_split: true };
                 try_place(tx, online("DEMO-DELIVERY-1", b, vec![line("RICE-5KG", 1), line("OIL-5L", 1)], home))?;
-                st::subscribe(tx, kr, c, "FORMULA-3", Some("S001"), now)?;
-                st::subscribe(tx, kr, d, "FORMULA-3", None, now)?;
+                st::subscribe(tx, c, "FORMULA-3", Some("S001"), now)?;
+                st::subscribe(tx, d, "FORMULA-3", None, now)?;
             }
             let lines = vec![("FORMULA-3".to_string(), 12)];
             st::request_transfer(tx, "tr_demo_formula", "C001", "S001", &lines, now)?;

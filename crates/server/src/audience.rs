@@ -121,7 +121,7 @@ impl Audience {
         record_stages(store, changes, now).await?;
         let touched = self.touched_while_building.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(ids) = touched.filter(|t| !t.is_empty()) {
-            self.refresh(store, ids.into_iter().collect(), now).await?;
+            self.queue(ids.into_iter().collect());
             self.flush(store, now).await?;
         }
         tracing::info!(members = self.read().as_ref().map_or(0, |b| b.index.len()), "audience index built");
@@ -130,18 +130,17 @@ impl Audience {
 
     /// Queue members a write changed; the next read of the index (or the background flush)
     /// reloads them. Does nothing until the index is first built (the build reads the write).
-    pub async fn refresh(&self, _store: &Store, ids: Vec<String>, _now: Millis) -> Result<(), ApiError> {
+    pub fn queue(&self, ids: Vec<String>) {
         if ids.is_empty() {
-            return Ok(());
+            return;
         }
         if let Some(t) = self.touched_while_building.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             t.extend(ids.iter().cloned());
         }
         if self.read().is_none() {
-            return Ok(());
+            return;
         }
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).extend(ids);
-        Ok(())
     }
 
     /// Whether a member waits in the refresh queue.

@@ -117,7 +117,8 @@ impl AppState {
 
     /// Bring the audience index up to date with members a write just changed.
     pub async fn refresh_members(&self, ids: impl IntoIterator<Item = String>) -> Result<(), ApiError> {
-        self.audience.refresh(&self.store, ids.into_iter().collect(), self.now()).await
+        self.audience.queue(ids.into_iter().collect());
+        Ok(())
     }
 
     /// The principal of a presented key, remembered briefly so that a busy till does not

@@ -374,14 +374,17 @@ pub fn fulfil_online(tx: &mut dyn Tx, id: &str, pickup_code: Option<&str>, now: 
 /// Cancel pick-up orders not collected by `deadline` (created before it): their points,
 /// coupons and reservations come back as for any cancellation.
 pub fn expire_pickups(tx: &mut dyn Tx, deadline: Millis, now: Millis) -> Result<Vec<String>> {
-    let ids: Vec<String> = tx
-        .query(
-            "SELECT id FROM orders WHERE status = 'placed' AND pickup_code IS NOT NULL AND created_at <= $1 ORDER BY created_at",
-            vals![deadline],
-        )?
-        .iter()
-        .map(|r| r.string(0))
-        .collect::<Result<_, _>>()?;
+    cancel_selected(
+        tx,
+        "SELECT id FROM orders WHERE status = 'placed' AND pickup_code IS NOT NULL AND created_at <= $1 ORDER BY created_at",
+        deadline,
+        now,
+    )
+}
+
+/// Cancel every order `select` (one `$1` parameter) names, oldest first; their ids.
+fn cancel_selected(tx: &mut dyn Tx, select: &str, param: Millis, now: Millis) -> Result<Vec<String>> {
+    let ids: Vec<String> = tx.query(select, vals![param])?.iter().map(|r| r.string(0)).collect::<Result<_, _>>()?;
     for id in &ids {
         cancel(tx, id, now)?;
     }
@@ -575,18 +578,12 @@ pub fn pay(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<Order> {
 /// Cancel the orders left unpaid for longer than `timeout_ms`, giving back their points and
 /// coupons. Safe to repeat; returns the ids cancelled.
 pub fn cancel_unpaid(tx: &mut dyn Tx, timeout_ms: i64, now: Millis) -> Result<Vec<String>> {
-    let ids: Vec<String> = tx
-        .query(
-            "SELECT id FROM orders WHERE status = 'awaiting_payment' AND created_at <= $1 ORDER BY created_at",
-            vals![now - timeout_ms],
-        )?
-        .iter()
-        .map(|r| r.string(0))
-        .collect::<Result<_, _>>()?;
-    for id in &ids {
-        cancel(tx, id, now)?;
-    }
-    Ok(ids)
+    cancel_selected(
+        tx,
+        "SELECT id FROM orders WHERE status = 'awaiting_payment' AND created_at <= $1 ORDER BY created_at",
+        now - timeout_ms,
+        now,
+    )
 }
 
 /// An order in a member's 360° view.

@@ -12,6 +12,11 @@ use std::collections::{BTreeMap, HashMap};
 const LOCATION_COLUMNS: &str =
     "id, name, kind, lat, lng, pickup, ship_from_store, delivery_radius_km, safety_stock, opening_hours";
 
+/// A location's columns (as [`location_row`] reads them) and its stock of one SKU.
+const LEVELS: &str = "SELECT l.id, l.name, l.kind, l.lat, l.lng, l.pickup, l.ship_from_store, l.delivery_radius_km,
+        l.safety_stock, l.opening_hours, s.on_hand, s.reserved
+    FROM stock s JOIN locations l ON l.id = s.location_id";
+
 fn location_row(r: &Row) -> Result<Location> {
     Ok(Location {
         id: r.string(0)?,
@@ -194,7 +199,7 @@ pub fn update(tx: &mut dyn Tx, source: &str, items: &[Item], reason: &str, now: 
     skus.sort_unstable();
     skus.dedup();
     for sku in skus {
-        notify_waiting(tx, sku, now)?;
+        notify_back_in_stock(tx, sku, now)?;
     }
     Ok(out)
 }
@@ -211,14 +216,7 @@ pub struct Level {
 
 /// A SKU across the pool, per location (locations that never held it are left out).
 pub fn levels(tx: &mut dyn Tx, sku: &str) -> Result<Vec<(Location, Level)>> {
-    let rows = tx.query(
-        &format!(
-            "SELECT {}, s.on_hand, s.reserved FROM stock s JOIN locations l ON l.id = s.location_id
-             WHERE s.sku = $1 ORDER BY l.id",
-            LOCATION_COLUMNS.split(", ").map(|c| format!("l.{c}")).collect::<Vec<_>>().join(", ")
-        ),
-        vals![sku],
-    )?;
+    let rows = tx.query(&format!("{LEVELS} WHERE s.sku = $1 ORDER BY l.id"), vals![sku])?;
     rows.iter().map(level_row).collect()
 }
 
@@ -245,10 +243,8 @@ pub fn levels_for_delivery(tx: &mut dyn Tx, sku: &str, lat: f64, lng: f64) -> Re
     let dlng = widest / (111.0 * lat.to_radians().cos().abs().max(0.01)) + 0.001;
     let rows = tx.query(
         &format!(
-            "SELECT {}, s.on_hand, s.reserved FROM stock s JOIN locations l ON l.id = s.location_id
-             WHERE s.sku = $1 AND (l.kind <> 'store' OR (l.lat BETWEEN $2 AND $3 AND l.lng BETWEEN $4 AND $5))
-             ORDER BY l.id",
-            LOCATION_COLUMNS.split(", ").map(|c| format!("l.{c}")).collect::<Vec<_>>().join(", ")
+            "{LEVELS} WHERE s.sku = $1 AND (l.kind <> 'store' OR (l.lat BETWEEN $2 AND $3 AND l.lng BETWEEN $4 AND $5))
+             ORDER BY l.id"
         ),
         vals![sku, lat - dlat, lat + dlat, lng - dlng, lng + dlng],
     )?;
@@ -456,7 +452,7 @@ pub fn restock(
     if damaged {
         move_stock(tx, location_id, sku, -qty, "damage", Some(ref_id), now)?;
     } else {
-        notify_waiting(tx, sku, now)?;
+        notify_back_in_stock(tx, sku, now)?;
     }
     Ok(())
 }
@@ -474,7 +470,7 @@ pub fn release(tx: &mut dyn Tx, order_id: &str, now: Millis) -> Result<()> {
             vals![sku.as_str(), location_id.as_str(), qty, now],
         )?;
         tx.exec("UPDATE reservations SET status = 'released', updated_at = $2 WHERE id = $1", vals![id, now])?;
-        notify_waiting(tx, &sku, now)?;
+        notify_back_in_stock(tx, &sku, now)?;
     }
     Ok(())
 }
@@ -570,14 +566,14 @@ pub fn ship_transfer(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<Transfer>
 }
 
 /// Receive a shipped transfer: the goods are on hand at the destination.
-pub fn receive_transfer(tx: &mut dyn Tx, kr: &crate::Keyring, id: &str, now: Millis) -> Result<Transfer> {
+pub fn receive_transfer(tx: &mut dyn Tx, id: &str, now: Millis) -> Result<Transfer> {
     let t = transfer(tx, id)?;
     if t.status != "shipped" {
         return Err(DomainError::new(Code::Conflict, format!("a {} transfer cannot be received", t.status)).into());
     }
     for (sku, qty) in &t.lines {
         move_stock(tx, &t.to_location, sku, *qty, "transfer", Some(id), now)?;
-        notify_back_in_stock(tx, kr, sku, now)?;
+        notify_back_in_stock(tx, sku, now)?;
     }
     tx.exec("UPDATE transfers SET status = 'received', updated_at = $2 WHERE id = $1", vals![id, now])?;
     transfer(tx, id)
@@ -586,14 +582,7 @@ pub fn receive_transfer(tx: &mut dyn Tx, kr: &crate::Keyring, id: &str, now: Mil
 // ---------- back in stock ----------
 
 /// A member waits for a SKU (at one location, or anywhere).
-pub fn subscribe(
-    tx: &mut dyn Tx,
-    kr: &crate::Keyring,
-    member_id: &str,
-    sku: &str,
-    location_id: Option<&str>,
-    now: Millis,
-) -> Result<i64> {
+pub fn subscribe(tx: &mut dyn Tx, member_id: &str, sku: &str, location_id: Option<&str>, now: Millis) -> Result<i64> {
     let member = crate::members::resolve(tx, member_id)?;
     if let Some(l) = location_id
         && location(tx, l)?.is_none()
@@ -607,18 +596,14 @@ pub fn subscribe(
         )?
         .ok_or_else(|| DbError::Other("no id".into()))?;
     let id = r.i64(0)?;
-    notify_back_in_stock(tx, kr, sku, now)?;
+    notify_back_in_stock(tx, sku, now)?;
     Ok(id)
 }
 
 /// Tell the members waiting for `sku` where it is available now: a `back_in_stock` event on
 /// each one's timeline (journeys will message them), and the subscription is marked
 /// notified. Returns the members told.
-pub fn notify_back_in_stock(tx: &mut dyn Tx, _kr: &crate::Keyring, sku: &str, now: Millis) -> Result<Vec<String>> {
-    notify_waiting(tx, sku, now)
-}
-
-fn notify_waiting(tx: &mut dyn Tx, sku: &str, now: Millis) -> Result<Vec<String>> {
+pub fn notify_back_in_stock(tx: &mut dyn Tx, sku: &str, now: Millis) -> Result<Vec<String>> {
     let waiting = tx.query(
         "SELECT id, member_id, location_id FROM stock_subscriptions WHERE sku = $1 AND notified_at IS NULL ORDER BY id",
         vals![sku],

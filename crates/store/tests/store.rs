@@ -678,10 +678,10 @@ fn run_stock(ops: &[StockOp]) -> Result<(), TestCaseError> {
                     round += 1;
                     let id = format!("t{round}");
                     let lines = vec![(SKUS[sku].to_string(), qty)];
-                    let shipped = rt.block_on(store.write(move |tx, kr| {
+                    let shipped = rt.block_on(store.write(move |tx, _| {
                         stock::request_transfer(tx, &id, LOCS[from], LOCS[to], &lines, now)?;
                         stock::ship_transfer(tx, &id, now)?;
-                        stock::receive_transfer(tx, kr, &id, now)
+                        stock::receive_transfer(tx, &id, now)
                     }));
                     let (h, r) = level.get(&(from, sku)).copied().unwrap_or_default();
                     prop_assert_eq!(shipped.is_ok(), from != to && h - r >= qty, "transfer {} {}→{}", qty, from, to);

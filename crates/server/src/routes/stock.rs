@@ -450,24 +450,15 @@ pub async fn ship_transfer(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<TransferView>> {
-    caller.require(Action::MoveStock)?;
-    let now = state.now();
-    let store = caller.0.store_id.clone();
-    let t = state
-        .store
-        .write(move |tx, _| {
-            let t = store_stock::transfer(tx, &id)?;
-            if store.as_ref().is_some_and(|s| *s != t.from_location) {
-                return Err(DomainError::new(
-                    ronghe_domain::Code::Forbidden,
-                    "only the sending store ships a transfer",
-                )
-                .into());
-            }
-            store_stock::ship_transfer(tx, &id, now)
-        })
-        .await?;
-    Ok(axum::Json(transfer_view(t)))
+    transfer_step(
+        &state,
+        &caller,
+        id,
+        |t| &t.from_location,
+        "only the sending store ships a transfer",
+        store_stock::ship_transfer,
+    )
+    .await
 }
 
 /// Receive a transfer: the goods are on hand at the destination
@@ -479,21 +470,37 @@ pub async fn receive_transfer(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<TransferView>> {
+    transfer_step(
+        &state,
+        &caller,
+        id,
+        |t| &t.to_location,
+        "only the receiving store receives a transfer",
+        store_stock::receive_transfer,
+    )
+    .await
+}
+
+/// Move a transfer on, by an admin or the store at `end` of it.
+async fn transfer_step(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+    end: fn(&store_stock::Transfer) -> &String,
+    refusal: &'static str,
+    step: fn(&mut dyn ronghe_store::db::Tx, &str, i64) -> ronghe_store::Result<store_stock::Transfer>,
+) -> ApiResult<axum::Json<TransferView>> {
     caller.require(Action::MoveStock)?;
     let now = state.now();
     let store = caller.0.store_id.clone();
     let t = state
         .store
-        .write(move |tx, kr| {
+        .write(move |tx, _| {
             let t = store_stock::transfer(tx, &id)?;
-            if store.as_ref().is_some_and(|s| *s != t.to_location) {
-                return Err(DomainError::new(
-                    ronghe_domain::Code::Forbidden,
-                    "only the receiving store receives a transfer",
-                )
-                .into());
+            if store.as_ref().is_some_and(|s| s != end(&t)) {
+                return Err(DomainError::new(ronghe_domain::Code::Forbidden, refusal).into());
             }
-            store_stock::receive_transfer(tx, kr, &id, now)
+            step(tx, &id, now)
         })
         .await?;
     Ok(axum::Json(transfer_view(t)))
@@ -530,7 +537,7 @@ pub async fn subscribe(
     }
     let now = state.now();
     let (member, sku, at) = (body.member_id, body.sku, body.location_id);
-    let id = state.store.write(move |tx, kr| store_stock::subscribe(tx, kr, &member, &sku, at.as_deref(), now)).await?;
+    let id = state.store.write(move |tx, _| store_stock::subscribe(tx, &member, &sku, at.as_deref(), now)).await?;
     Ok((StatusCode::CREATED, axum::Json(SubscriptionView { id })))
 }
 
